@@ -1,0 +1,3 @@
+from clickstream_lake.cli import main
+
+main()

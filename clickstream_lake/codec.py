@@ -1,0 +1,338 @@
+"""The AE-shaped row: field map, pipe-packing codec and Arrow schema.
+
+Every event becomes one row shaped like a Cloudflare Analytics Engine data point:
+``timestamp``, ``index1``, ``blob1..blob20`` (UTF-8, at most 256 bytes each),
+``double1..double20`` (float64) and ``_sample_interval`` (always 1).
+
+Several blobs pack more than one value, joined with ``|`` (the source article's
+"pipe-delimited encoding").  Inside a packed component ``%`` and ``|`` are
+percent-encoded, so ``url_decode(split_part(blob, '|', n))`` in DuckDB gives the value
+back exactly.  Single-valued blobs (URL, referrer, title, ...) are stored raw, so AE
+queries such as ``WHERE blob5 = '/pricing'`` work unchanged.
+
+A blob longer than 256 bytes is cut at a UTF-8 character boundary (for packed blobs the
+longest components are shortened, never a separator or an escape sequence), and the cut
+is recorded in the row's ``meta`` blob so nobody mistakes a cut value for a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+BLOB_MAX_BYTES = 256
+N_BLOBS = 20
+N_DOUBLES = 20
+
+SCORE_NAMES: tuple[str, ...] = (
+    "intent",
+    "engagement",
+    "frustration",
+    "purchase_timing",
+    "churn_risk",
+    "content_affinity",
+    "velocity",
+    "loyalty",
+    "conversion_prob",
+    "session_quality",
+    "attention",
+    "nav_efficiency",
+    "price_sensitivity",
+    "social_proof",
+    "bot_probability",
+    "channel_attribution",
+)
+
+# --- field map -------------------------------------------------------------------------
+# A blob spec is (name, components).  components is None for a single raw value, or the
+# tuple of component names for a pipe-packed blob.
+BLOB_SPECS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("site_id", None),  # blob1
+    ("visitor_id", None),  # blob2
+    ("session_id", None),  # blob3
+    ("event_type", None),  # blob4
+    ("url", None),  # blob5  page URL (path + query)
+    ("referrer", None),  # blob6
+    ("identity", ("cookie", "hem", "gclid", "fbclid", "msclkid")),  # blob7
+    ("utm", ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")),  # blob8
+    ("device", ("device_type", "browser", "os", "screen")),  # blob9
+    ("geo", ("country", "region", "city", "lat", "lon")),  # blob10
+    ("title", None),  # blob11 page title
+    ("event_name", None),  # blob12 custom event name
+    ("props", None),  # blob13 custom properties, compact JSON object
+    ("click", ("target", "x", "y")),  # blob14 click target description and position
+    ("commerce", ("value", "currency", "order_id")),  # blob15
+    ("bot_reasons", None),  # blob16 comma list of why bot_probability is high
+    ("model_version", None),  # blob17 scoring model version
+    ("event_id", None),  # blob18 dedupe key (client's, else server-made)
+    ("context", ("language", "timezone", "viewport", "consent")),  # blob19
+    ("meta", ("channel", "session_number", "cut")),  # blob20 channel, nth session, cut blobs
+)
+assert len(BLOB_SPECS) == N_BLOBS
+
+DOUBLE_NAMES: tuple[str, ...] = SCORE_NAMES + (
+    "scroll_depth",  # double17  %
+    "time_on_page_ms",  # double18
+    "click_count",  # double19
+    "ts_ms",  # double20 timestamp ms
+)
+assert len(DOUBLE_NAMES) == N_DOUBLES
+
+BLOB_INDEX = {name: i + 1 for i, (name, _) in enumerate(BLOB_SPECS)}
+DOUBLE_INDEX = {name: i + 1 for i, name in enumerate(DOUBLE_NAMES)}
+PACKED_COMPONENTS = {name: comps for name, comps in BLOB_SPECS if comps is not None}
+
+
+# --- percent encoding of packed components ----------------------------------------------
+_ESCAPES = {"%": "%25", "|": "%7C"}
+
+
+def escape_component(value: str) -> str:
+    """Percent-encode the characters that would break ``split_part`` + ``url_decode``."""
+    if "%" not in value and "|" not in value:
+        return value
+    return "".join(_ESCAPES.get(c, c) for c in value)
+
+
+def unescape_component(value: str) -> str:
+    """Inverse of :func:`escape_component` (only the escapes it writes are undone)."""
+    if "%" not in value:
+        return value
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "%" and i + 2 < len(value) and value[i + 1 : i + 3].upper() in ("25", "7C"):
+            out.append("%" if value[i + 1 : i + 3] == "25" else "|")
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def clean_text(value: str) -> str:
+    """Valid UTF-8 only: lone surrogates (which JSON's ``\\ud800`` escapes can produce)
+    become U+FFFD so every blob can be written to Parquet."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+
+
+def _utf8_len(s: str) -> int:
+    return len(s.encode("utf-8"))
+
+
+def cut_utf8(value: str, max_bytes: int) -> str:
+    """Longest prefix of ``value`` whose UTF-8 encoding fits in ``max_bytes``."""
+    raw = value.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return value
+    return raw[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _cut_escaped(value: str, max_bytes: int) -> str:
+    """Longest prefix of the raw ``value`` whose *escaped* form fits in ``max_bytes``."""
+    used = 0
+    for i, ch in enumerate(value):
+        n = _utf8_len(_ESCAPES.get(ch, ch))
+        if used + n > max_bytes:
+            return value[:i]
+        used += n
+    return value
+
+
+def pack(components: Sequence[str]) -> tuple[str, bool]:
+    """Pack raw components into one blob; returns (blob, was_cut).
+
+    When the packed form exceeds 256 bytes the longest components are shortened
+    (water-filling the byte budget), so every component keeps its slot and no
+    separator or escape sequence is ever broken.
+    """
+    escaped = [escape_component(c) for c in components]
+    total = sum(_utf8_len(e) for e in escaped) + len(escaped) - 1
+    if total <= BLOB_MAX_BYTES:
+        return "|".join(escaped), False
+    budget = BLOB_MAX_BYTES - (len(escaped) - 1)
+    sizes = [_utf8_len(e) for e in escaped]
+    # water-fill: find the cap such that sum(min(size, cap)) <= budget
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    remaining = budget
+    caps = [0] * len(sizes)
+    for rank, i in enumerate(order):
+        share = remaining // (len(order) - rank)
+        caps[i] = min(sizes[i], share)
+        remaining -= caps[i]
+    parts = [
+        escaped[i] if sizes[i] <= caps[i] else escape_component(_cut_escaped(components[i], caps[i]))
+        for i in range(len(components))
+    ]
+    return "|".join(parts), True
+
+
+def unpack(blob: str, n: int) -> list[str]:
+    """Split a packed blob into exactly ``n`` raw components (missing ones are '')."""
+    parts = blob.split("|") if blob else [""]
+    parts = [unescape_component(p) for p in parts[:n]]
+    return parts + [""] * (n - len(parts))
+
+
+# --- the row -----------------------------------------------------------------------------
+def _fmt_number(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+@dataclass
+class AERow:
+    """One AE-shaped data point."""
+
+    timestamp: int  # ms since epoch, UTC
+    index1: str  # = site id
+    blobs: list[str] = field(default_factory=lambda: [""] * N_BLOBS)
+    doubles: list[float] = field(default_factory=lambda: [math.nan] * N_DOUBLES)
+    _sample_interval: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"timestamp": self.timestamp, "index1": self.index1}
+        for i, b in enumerate(self.blobs, 1):
+            d[f"blob{i}"] = b
+        for i, v in enumerate(self.doubles, 1):
+            d[f"double{i}"] = v
+        d["_sample_interval"] = self._sample_interval
+        return d
+
+
+def encode(event: Mapping[str, Any]) -> AERow:
+    """Encode a flat decoded event (names of :data:`BLOB_SPECS` components,
+    :data:`DOUBLE_NAMES`, ``timestamp``) into an :class:`AERow`.
+
+    Missing values become '' (blobs) or NaN (doubles).  Cut blobs are recorded in the
+    ``cut`` component of the meta blob, as a comma list of blob names.
+    """
+    cut: list[str] = [c for c in str(event.get("cut") or "").split(",") if c]
+    blobs: list[str] = [""] * N_BLOBS
+    meta_pos = BLOB_INDEX["meta"] - 1
+    for i, (name, comps) in enumerate(BLOB_SPECS):
+        if i == meta_pos:
+            continue
+        if comps is None:
+            raw = event.get(name)
+            if name == "props" and isinstance(raw, Mapping):
+                raw = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+            value = "" if raw is None else clean_text(str(raw))
+            if _utf8_len(value) > BLOB_MAX_BYTES:
+                value = cut_utf8(value, BLOB_MAX_BYTES)
+                cut.append(f"blob{i + 1}")
+            blobs[i] = value
+        else:
+            packed, was_cut = pack([_component(event.get(c)) for c in comps])
+            if was_cut:
+                cut.append(f"blob{i + 1}")
+            blobs[i] = packed
+    meta_comps = PACKED_COMPONENTS["meta"]
+    meta_values = {c: _component(event.get(c)) for c in meta_comps}
+    meta_values["cut"] = ",".join(dict.fromkeys(cut))
+    blobs[meta_pos], _ = pack([meta_values[c] for c in meta_comps])
+    doubles = [_double(event.get(name)) for name in DOUBLE_NAMES]
+    ts = int(event["timestamp"])
+    if math.isnan(doubles[DOUBLE_INDEX["ts_ms"] - 1]):
+        doubles[DOUBLE_INDEX["ts_ms"] - 1] = float(ts)
+    return AERow(timestamp=ts, index1=str(event.get("site_id") or ""), blobs=blobs, doubles=doubles)
+
+
+def _component(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _fmt_number(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return clean_text(str(value))
+
+
+def _double(value: Any) -> float:
+    if value is None or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def decode(row: AERow | Mapping[str, Any]) -> dict[str, Any]:
+    """Decode an AE row (or its dict form) into named values (all strings / floats)."""
+    if isinstance(row, AERow):
+        row = row.as_dict()
+    out: dict[str, Any] = {"timestamp": int(row["timestamp"])}
+    for i, (name, comps) in enumerate(BLOB_SPECS, 1):
+        blob = row.get(f"blob{i}") or ""
+        if comps is None:
+            out[name] = blob
+        else:
+            for comp, value in zip(comps, unpack(blob, len(comps)), strict=True):
+                out[comp] = value
+    for i, name in enumerate(DOUBLE_NAMES, 1):
+        v = row.get(f"double{i}")
+        out[name] = math.nan if v is None else float(v)
+    return out
+
+
+# --- Arrow ---------------------------------------------------------------------------------
+ROW_SCHEMA = pa.schema(
+    [pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False), pa.field("index1", pa.string())]
+    + [pa.field(f"blob{i}", pa.string()) for i in range(1, N_BLOBS + 1)]
+    + [pa.field(f"double{i}", pa.float64()) for i in range(1, N_DOUBLES + 1)]
+    + [pa.field("_sample_interval", pa.int64())],
+    metadata={"clickstream.schema": "ae-row/1"},
+)
+
+
+def rows_to_table(rows: Sequence[AERow]) -> pa.Table:
+    """Column-wise conversion of rows to an Arrow table with :data:`ROW_SCHEMA`."""
+    cols: dict[str, list[Any]] = {
+        "timestamp": [r.timestamp for r in rows],
+        "index1": [r.index1 for r in rows],
+    }
+    for i in range(N_BLOBS):
+        cols[f"blob{i + 1}"] = [r.blobs[i] for r in rows]
+    for i in range(N_DOUBLES):
+        cols[f"double{i + 1}"] = [r.doubles[i] for r in rows]
+    cols["_sample_interval"] = [r._sample_interval for r in rows]
+    return pa.Table.from_pydict(cols, schema=ROW_SCHEMA)
+
+
+def table_to_rows(table: pa.Table) -> list[AERow]:
+    """Inverse of :func:`rows_to_table` (timestamps as ms since epoch)."""
+    table = table.select(ROW_SCHEMA.names)
+    ts = table.column("timestamp").cast(pa.int64()).to_pylist()
+    idx = table.column("index1").to_pylist()
+    blobs = [table.column(f"blob{i}").to_pylist() for i in range(1, N_BLOBS + 1)]
+    doubles = [table.column(f"double{i}").to_pylist() for i in range(1, N_DOUBLES + 1)]
+    si = table.column("_sample_interval").to_pylist()
+    return [
+        AERow(
+            timestamp=ts[r],
+            index1=idx[r] or "",
+            blobs=[(b[r] or "") for b in blobs],
+            doubles=[math.nan if d[r] is None else d[r] for d in doubles],
+            _sample_interval=si[r],
+        )
+        for r in range(table.num_rows)
+    ]

@@ -1,0 +1,76 @@
+"""The ASGI application behind ``clickstream serve``.
+
+It is assembled from *components*: small modules that each own a set of routes and,
+optionally, background work started and stopped with the server (the durable log's
+flusher, the exporter's schedule, the live stream hub...).  A component is any object with
+``routes`` (a list of Starlette routes) and optional async ``startup()``/``shutdown()``.
+``COMPONENTS`` lists their factories in mount order; each factory takes the shared
+:class:`~clickstream_lake.context.AppContext`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from importlib import import_module
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from clickstream_lake.context import AppContext
+
+# "module:factory" strings, imported lazily so a component's dependencies load only here.
+COMPONENTS: list[str] = []
+
+
+def _load(spec: str) -> Callable[[AppContext], Any]:
+    module, _, attr = spec.partition(":")
+    return getattr(import_module(module), attr)
+
+
+def build_app(ctx: AppContext, components: list[str] | None = None) -> Starlette:
+    parts = [_load(spec)(ctx) for spec in (COMPONENTS if components is None else components)]
+
+    async def healthz(request: Request) -> JSONResponse:
+        checks = {}
+        for p in parts:
+            health = getattr(p, "health", None)
+            if health is not None:
+                checks.update(health())
+        ok = all(v.get("ok", True) for v in checks.values() if isinstance(v, dict))
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    for p in parts:
+        routes.extend(getattr(p, "routes", []))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started = []
+        try:
+            for p in parts:
+                start = getattr(p, "startup", None)
+                if start is not None:
+                    await start()
+                started.append(p)
+            yield
+        finally:
+            for p in reversed(started):
+                stop = getattr(p, "shutdown", None)
+                if stop is not None:
+                    await stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.components = parts
+    return app

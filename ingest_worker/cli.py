@@ -1,0 +1,33 @@
+"""``clickstream serve``: run the worker, SQL API, stream and dashboards on one port."""
+
+from __future__ import annotations
+
+import typer
+
+from clickstream_lake.cli.common import DataOption, console, fail
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8787, "--port"),
+    config_ttl: float = typer.Option(60.0, "--config-ttl", help="Seconds site config is cached (KV TTL)."),
+    log_level: str = typer.Option("warning", "--log-level"),
+    data: str | None = DataOption,
+) -> None:
+    """Serve collect, SQL, stream, dashboards, /healthz and /metrics."""
+    import uvicorn
+
+    from clickstream_lake.context import AppContext
+    from ingest_worker.app import build_app
+
+    try:
+        ctx = AppContext.open(data, config_ttl=config_ttl)
+    except FileNotFoundError as e:
+        fail(str(e))
+    app = build_app(ctx)
+    console.print(f"clickstream-lake serving {ctx.data.path} on http://{host}:{port}", style="bold")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
