@@ -212,6 +212,6 @@ def closed_partitions(layout: LakeLayout, *, now_ms: int | None = None, quiet_s:
             if len(files) < max(min_files, 2):
                 continue
             newest = max(os.stat(f).st_mtime for f in files)
-            if now_ms / 1000 - newest >= quiet_s:
+            if time.time() - newest >= quiet_s:  # file times are wall-clock
                 out.append((site_id, day))
     return out

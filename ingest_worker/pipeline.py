@@ -42,8 +42,8 @@ from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.quarantine import QuarantineEntry, quarantine_record
 from ingest_worker.ratelimit import RateLimiter
 
-MAX_BODY_BYTES = 1_048_576
-MAX_BATCH = 500
+MAX_BODY_BYTES = normalize.MAX_BODY_BYTES  # 1 MB
+MAX_BATCH = normalize.MAX_BATCH
 COOKIE_NAME = "_cs_vid"
 
 Subscriber = Callable[[str, TrackedEvent, dict[str, float]], None]
@@ -178,7 +178,7 @@ class Pipeline:
             accepted.append((event, scores))
 
         if not accepted and not duplicates:
-            errors = [normalize.Rejection(r["error"], 400) for r in rejected]
+            errors = [normalize.Rejection(q.error, 400, q.reason[4:]) for q in quarantined]
             return await self.reject_all(site, req, quarantined, 400, errors, rejected=rejected)
 
         # 5. durable log: acknowledged only once fsynced
@@ -262,12 +262,12 @@ def may_set_cookie(site: SiteConfig, event: TrackedEvent) -> bool:
     return not (site.consent_required and event.consent is not True)
 
 
-def _reason_class(rejection: Any) -> str:
-    code = getattr(rejection, "code", None)
-    if code:
-        return str(code)
-    reason = str(getattr(rejection, "reason", "") or "rejected")
-    return reason.split(":", 1)[0].strip().replace(" ", "_")[:64] or "rejected"
+def _reason_class(rejection: normalize.Rejection) -> str:
+    """A short, countable class for metrics and quarantine: ``too_large``, ``bad_body``,
+    ``bad_type``, ``bad_ts``, ... (the offending field named by normalize)."""
+    if rejection.status == 413:
+        return "too_large"
+    return f"bad_{rejection.field or 'event'}"
 
 
 def _json_text(obj: Any) -> str:
