@@ -42,7 +42,7 @@ FAST_GAP_MS = 150
 # page-class bits
 PRICING, PRODUCT, CART, CHECKOUT, SOCIAL, PRICE_SIGNAL = 1, 2, 4, 8, 16, 32
 PAGE_PATTERNS: tuple[tuple[int, re.Pattern[str]], ...] = (
-    (PRICING, re.compile(r"/(pricing|plans?|prices?|tarifs?|subscribe|subscription|upgrade)(/|$|\.|-)")),
+    (PRICING, re.compile(r"/(pricing|plans?|prices?|tarifs?|subscribe|subscription|upgrade)(/|$|\.)")),
     (PRODUCT, re.compile(r"/(products?|p|items?|shop|store|collections?|catalog|catalogue|dp|sku)(/|$)")),
     (CART, re.compile(r"/(cart|basket|bag)(/|$|\.)")),
     (CHECKOUT, re.compile(r"/(checkout|payment|billing|order|purchase)(/|$|\.)")),
