@@ -10,7 +10,7 @@ from clickstream_lake import codec
 from clickstream_lake.control.config import SiteConfig
 from ingest_worker.events import RequestInfo, TrackedEvent, to_row_values
 from ingest_worker.scoring import Scorer, score
-from ingest_worker.scoring.features import classify_url, observe, PRICING, CART, CHECKOUT, PRODUCT
+from ingest_worker.scoring.features import CART, CHECKOUT, PRICING, PRODUCT, classify_url, observe
 from ingest_worker.sessions import SESSION_IDLE_MS, SessionStore, VisitorState, event_from_row
 
 T0 = 1_790_000_000_000
@@ -134,7 +134,10 @@ def test_engaged_time_scroll_and_timing_regularity():
     s = run([ev(T0, url="/a"), ev(T0 + 10_000, "scroll", scroll_depth=40.0), ev(T0 + 20_000, "scroll", scroll_depth=80.0),
              ev(T0 + 30_000, "engagement", time_on_page_ms=30_000.0), ev(T0 + 40_000, url="/b")])
     assert s.engaged_ms == 40_000 and s.scroll_sum == 80.0 and s.page_scroll == 0.0 and s.top_sum == 30_000.0
-    assert s.gap_cv == pytest.approx(0.0)  # four equal gaps: perfectly regular
+    # regularity is measured between actions: the engagement heartbeat is left out (gaps 10 s, 10 s, 20 s)
+    assert s.gap_n == 3 and s.gap_cv == pytest.approx(math.sqrt(100 / 3) / (40 / 3), rel=1e-9)
+    regular = run([ev(T0 + i * 2000, "page_view", f"/p/{i}") for i in range(6)])
+    assert regular.gap_cv == pytest.approx(0.0)
     irregular = run([ev(T0 + t) for t in (0, 1_000, 30_000, 32_000, 200_000)])
     assert irregular.gap_cv > 1.0
 
