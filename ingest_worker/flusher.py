@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,9 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then flushes
 
 
 def _flush_job(segments: list[Path], lake: LakeLayout, dedupe: bool) -> FlushResult:
@@ -272,6 +275,9 @@ class Flusher:
                 loop = asyncio.get_running_loop()
                 res = await loop.run_in_executor(self._executor(), _flush_job, segments, self.lake, dedupe)
             except Exception as e:
+                if isinstance(e, BrokenExecutor) and self._pool is not None:  # start a fresh one next time
+                    self._pool.shutdown(wait=False)
+                    self._pool = None
                 self._retry.update(segments)
                 self.last_error = f"{type(e).__name__}: {e}"
                 raise
