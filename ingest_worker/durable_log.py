@@ -98,9 +98,11 @@ class DurableLog:
     """Segmented append-only log with group commit.  Use from one event loop."""
 
     def __init__(self, directory: str | os.PathLike[str], *, max_pending_bytes: int = 64 * 1024 * 1024,
-                 fsync: bool = True):
+                 max_backlog_bytes: int = 1024 * 1024 * 1024, fsync: bool = True):
         self.dir = Path(directory)
         self.max_pending_bytes = max_pending_bytes
+        self.max_backlog_bytes = max_backlog_bytes  # on disk, not yet flushed to Parquet
+        self.backlog_bytes = 0  # closed segments waiting for the flusher (updated on rotation)
         self.fsync = fsync
         self.stats = LogStats()
         self._pending: list[bytes] = []
@@ -171,6 +173,9 @@ class DurableLog:
         framed = b"".join(frame(p) for p in payloads)
         if self._pending_bytes + len(framed) > self.max_pending_bytes:
             raise LogOverloaded(f"{self._pending_bytes} bytes already wait for the disk")
+        on_disk = self.backlog_bytes + self._good_size + self._pending_bytes
+        if on_disk + len(framed) > self.max_backlog_bytes:
+            raise LogOverloaded(f"{on_disk} bytes of log wait for the flusher")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(framed)
         self._pending_records += len(payloads)
@@ -253,4 +258,6 @@ class DurableLog:
             self._open_segment()
         except OSError:
             self._fd = None  # the next write retries the open and fails its group with 503
-        return [p for p in list_segments(self.dir) if segment_id(p) < self._seg_id]
+        closed = [p for p in list_segments(self.dir) if segment_id(p) < self._seg_id]
+        self.backlog_bytes = sum(p.stat().st_size for p in closed if p.exists())
+        return closed

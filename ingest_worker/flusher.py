@@ -285,6 +285,7 @@ class Flusher:
                 seg.unlink(missing_ok=True)
                 self._retry.discard(seg)
             self.unflushed_segments = 0
+            self.log.backlog_bytes = 0
             self.last_error = ""
             self.last_flush_at = time.time()
             if self.on_flush:

@@ -199,3 +199,24 @@ def test_row_values_records_are_packed_by_the_flusher_exactly_like_the_codec(tmp
     assert rows["v1"].blobs == expected.blobs and rows["v1"].timestamp == expected.timestamp
     assert rows["v1"].doubles[0] == 12.5
     assert rows["v2"].blobs[10] == "\ufffdlone"
+
+
+def test_backlog_bound_refuses_instead_of_growing_without_limit(tmp_path):
+    from ingest_worker.durable_log import LogOverloaded
+
+    async def main():
+        log = DurableLog(tmp_path / "log", max_backlog_bytes=2_000)
+        await log.start()
+        await log.append([b"x" * 1_500])
+        await log.rotate()  # closed, not flushed: 1.5 KB of backlog
+        await log.append([b"y" * 100])
+        try:
+            await log.append([b"z" * 1_000])
+        except LogOverloaded:
+            refused = True
+        else:
+            refused = False
+        await log.close()
+        return refused
+
+    assert asyncio.run(main())
