@@ -124,3 +124,26 @@ def test_bad_partition_names_are_refused(tmp_path, bad):
     lake = LakeLayout.local(tmp_path / "lake")
     with pytest.raises(ValueError):
         compact_partition(lake, bad if bad.startswith("..") else "s1", bad if not bad.startswith("..") else "2025-01-01")
+
+
+def test_compact_command(tmp_path):
+    import subprocess
+    import sys
+
+    from clickstream_lake.control.db import ControlDB
+    from clickstream_lake.settings import DataDir
+
+    d = DataDir.resolve(tmp_path / "data").ensure()
+    ControlDB(d.control_db).migrate()
+    lake = LakeLayout.local(d.lake)
+    total = _write_small_files(lake, "s1", 0, 4, 3)
+    day = lake.site_partitions("s1")[0]
+    out = subprocess.run([sys.executable, "-m", "clickstream_lake", "compact", "--data", str(d.path), "--quiet", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "4 files → 1" in out.stdout
+    files = lake.partition_files("s1", day)
+    assert len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows == total
+    bad = subprocess.run([sys.executable, "-m", "clickstream_lake", "compact", "--data", str(d.path),
+                          "--site", "s1", "--day", "not-a-day"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "error" in bad.stderr
