@@ -143,6 +143,26 @@ async def batched(port: int, seconds: float, batch: int, connections: int) -> di
     return {"acked": acked, "errors": errors, "seconds": elapsed, "acked_eps": acked / elapsed}
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live children (the flush process),
+    from /proc: a load-independent measure of what the server spends per event."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def lake_count(lake: Path) -> int:
     total = 0
     for f in lake.glob("events/site_id=*/dt=*/*.parquet"):
@@ -246,12 +266,16 @@ def main() -> None:
             steady_rate(port, args.rate, args.single_seconds, "POST", "/v1/collect",
                         lambda: json.dumps(_event()).encode()))
         before = lake_count(data.lake)
+        cpu0 = process_cpu_s(proc.pid)
         b = loop.run_until_complete(batched(port, args.duration, args.batch, args.connections))
         t_end = time.perf_counter()
         target = before + b["acked"] + (0)
         while lake_count(data.lake) < target and time.perf_counter() - t_end < 60:
             time.sleep(0.05)
         drained = time.perf_counter() - t_end
+        cpu_s = process_cpu_s(proc.pid) - cpu0
+        b["server_cpu_us_per_event"] = cpu_s / max(b["acked"], 1) * 1e6
+        b["events_per_server_cpu_second"] = b["acked"] / cpu_s if cpu_s > 0 else None
         b["drain_after_load_s"] = drained
         b["sustained_into_parquet_eps"] = b["acked"] / (b["seconds"] + drained)
         out["batched"] = b
@@ -281,6 +305,8 @@ def main() -> None:
     t.add_row("  achieved rate / errors", f"{s['achieved_rps']:.0f} / {s['errors']}", "")
     t.add_row(f"batched ({args.batch}/req) acknowledged", f"{bt['acked_eps']:,.0f} ev/s", "")
     t.add_row("batched sustained into Parquet", f"{bt['sustained_into_parquet_eps']:,.0f} ev/s", "≥ 20,000")
+    t.add_row("  server CPU per event (+ flush process)", f"{bt['server_cpu_us_per_event']:.0f} µs", "")
+    t.add_row("  events per server CPU-second", f"{bt['events_per_server_cpu_second'] or 0:,.0f}", "")
     t.add_row("ack → visible in Parquet p50 / p99", f"{vis['p50_s']:.2f} / {vis['p99_s']:.2f} s", "p99 ≤ 5 s")
     Console().print(t)
 
