@@ -16,7 +16,9 @@ reported; the load average is printed beside them.
 
 Memory: a fresh ``SessionStore`` is filled with ``--memory-visitors`` live visitors (each a
 short session: landing page, scroll, click, pricing page, engagement ping) under
-``tracemalloc``; the traced growth is scaled to 100k live sessions.
+``tracemalloc``; the traced growth (states, their keys and the store's entries — it is
+linear in the number of visitors) is scaled to 100k live sessions.  The peak RSS of the
+process is reported beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -48,17 +51,22 @@ TARGET_EPS = 20_000
 BUDGET_MS = 3.0  # the source article's hard requirement for the whole event
 
 
-def simulated(n: int) -> list:
-    """At least ``n`` simulated events (3 sites; the visitor count is scaled to reach n)."""
-    visitors = max(50, n // 60)
-    events = []
-    days = 3
+def simulated(n: int, progress: Progress | None = None) -> list:
+    """``n`` simulated events (3 sites, 3 days; the visitor count is sized from a pilot run)."""
+    pilot = sum(1 for _ in generate(SimConfig(sites=3, days=3, seed=7, end_ms=END_MS, visitors_per_site=100)))
+    visitors = max(20, int(100 * 1.15 * n / max(pilot, 1)) + 1)
+    task = progress.add_task("simulating", total=n) if progress else None
+    events: list = []
     while len(events) < n:
         events = []
-        for se in generate(SimConfig(sites=3, days=days, seed=7, end_ms=END_MS, visitors_per_site=visitors)):
+        for se in generate(SimConfig(sites=3, days=3, seed=7, end_ms=END_MS, visitors_per_site=visitors)):
             events.append(se)
-        visitors = int(visitors * 1.3 * n / max(len(events), 1)) + 1
-    return events[: max(n, 0)]
+            if progress and len(events) % 10_000 == 0:
+                progress.update(task, completed=min(len(events), n))
+            if len(events) >= n:
+                break
+        visitors = int(visitors * 1.3) + 1
+    return events[:n]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -163,7 +171,9 @@ def run_memory(n_visitors: int, progress: Progress | None) -> dict:
     if progress:
         progress.update(task, completed=n_visitors)
     per = (current - before) / n_visitors
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "peak_rss_mb": rss_mb,
         "memory_visitors": len(scorer.store),
         "bytes_per_session": per,
         "mb_per_100k_sessions": per * 100_000 / 1e6,
@@ -174,17 +184,18 @@ def run_memory(n_visitors: int, progress: Progress | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000, help="simulated events to score (default 200000)")
-    ap.add_argument("--memory-visitors", type=int, default=100_000, help="live sessions for the memory figure")
+    ap.add_argument("--memory-visitors", type=int, default=20_000,
+                    help="live sessions traced for the memory figure (scaled to 100k; default 20000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object of figures")
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    t = time.perf_counter()
-    events = simulated(args.events)
-    gen_s = time.perf_counter() - t
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console, disable=args.json, transient=True) as progress:
+        t = time.perf_counter()
+        events = simulated(args.events, progress)
+        gen_s = time.perf_counter() - t
         lat = run_latency(events, progress)
         del events
         gc.collect()

@@ -15,6 +15,8 @@ from clickstream_lake.simulate import SimConfig, generate
 from ingest_worker.scoring import Scorer
 from ingest_worker.scoring.evaluate import auc, separation, tracked_events
 
+pytestmark = pytest.mark.slow  # ~20 s: 18k simulated events through parse + score, twice
+
 DAY_MS = 86_400_000
 END_MS = 1_790_000_000_000 - 1_790_000_000_000 % DAY_MS  # a fixed timeline: reproducible traffic
 

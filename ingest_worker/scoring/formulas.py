@@ -112,7 +112,7 @@ def build(W: dict[str, Any]) -> Compute:
         # intent
         z = (i_pricing * pricing + i_product * product + i_cart * cart + i_checkout * checkout
              + i_atc * atc + i_forms * s.forms + i_purch * purchases + i_hist * s.prev_intent_visits)
-        intent = 1.0 - exp(-z)
+        intent = 1.0 - exp(-z) if z > 0.0 else 0.0
         # engagement
         engaged_ms = s.top_sum + s.page_top
         if s.engaged_ms > engaged_ms:
@@ -123,12 +123,15 @@ def build(W: dict[str, Any]) -> Compute:
                       + e_pv * (1.0 - exp(-pv / e_pv_scale))
                       + e_clicks * (1.0 - exp(-(calm if calm > 0 else 0) / e_clicks_scale)))
         # frustration
-        frustration = 1.0 - exp(-(f_rage * s.rage_clicks + f_dead * s.dead_clicks + f_err * s.errors
-                                  + f_bf * s.back_forth + f_reload * s.reloads))
+        z = f_rage * s.rage_clicks + f_dead * s.dead_clicks + f_err * s.errors + f_bf * s.back_forth + f_reload * s.reloads
+        frustration = 1.0 - exp(-z) if z > 0.0 else 0.0
         # purchase timing
-        stage = 1.0 - exp(-(t_pricing * pricing + t_product * product + t_cart * cart + t_checkout * checkout
-                            + t_atc * atc + t_hist * s.prev_intent_visits))
-        if s.last_funnel_ms:
+        z = (t_pricing * pricing + t_product * product + t_cart * cart + t_checkout * checkout
+             + t_atc * atc + t_hist * s.prev_intent_visits)
+        stage = 1.0 - exp(-z) if z > 0.0 else 0.0
+        if not stage:
+            urgency = 0.0
+        elif s.last_funnel_ms:
             since = now_ms - s.last_funnel_ms
             urgency = t_floor + (1.0 - t_floor) * exp(-(since if since > 0 else 0) / t_recency)
         else:
@@ -216,10 +219,13 @@ def build(W: dict[str, Any]) -> Compute:
         steps = pv if pv > 1 else 1
         waste = (n_bf * s.back_forth + n_reload * s.reloads + n_dead * s.dead_clicks + n_err * s.errors) / steps
         progress = (product > 0) + (pricing > 0) + (cart > 0 or atc > 0) + (checkout > 0) + (purchases > 0)
-        nav = n_direct * exp(-n_scale * waste) + n_progress * (1.0 - exp(-n_pscale * progress / steps))
+        nav = (n_direct * exp(-n_scale * waste) if waste else n_direct) + (
+            n_progress * (1.0 - exp(-n_pscale * progress / steps)) if progress else 0.0)
         # price sensitivity, social proof
-        price = 1.0 - exp(-(ps_pricing * pricing + ps_signals * s.price_signals))
-        social = 1.0 - exp(-(sp_social * s.social_proof + (sp_channel if s.channel in SOCIAL_CHANNELS else 0.0)))
+        z = ps_pricing * pricing + ps_signals * s.price_signals
+        price = 1.0 - exp(-z) if z > 0.0 else 0.0
+        z = sp_social * s.social_proof + (sp_channel if s.channel in SOCIAL_CHANNELS else 0.0)
+        social = 1.0 - exp(-z) if z > 0.0 else 0.0
         # channel attribution
         attribution = ca_evidence[s.channel_evidence] * ((1.0 - ca_progress) + ca_progress * intent)
 
