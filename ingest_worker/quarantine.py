@@ -62,8 +62,8 @@ def raw_text(raw: bytes | str) -> str:
 
 def quarantine_record(q: QuarantineEntry) -> bytes:
     """The durable-log payload of one rejected payload."""
-    return orjson.dumps(["q", q.received_ms, q.site_id, q.record_id, q.reason, q.error, q.status,
-                         q.batch_index, q.content_type, q.user_agent, raw_text(q.raw)])
+    return orjson.dumps(["q", q.received_ms, q.site_id, q.record_id, q.reason, raw_text(q.error), q.status,
+                         q.batch_index, raw_text(q.content_type), raw_text(q.user_agent), raw_text(q.raw)])
 
 
 def read_quarantine(lake: LakeLayout, site_id: str) -> pa.Table:
