@@ -220,6 +220,13 @@ def _rewrite_combined(node: exp.CombinedAggFunc) -> exp.Expression:
 
 
 def _rewrite_node(node: exp.Expression) -> exp.Expression | None:
+    if isinstance(node, exp.TimeToStr):
+        fmt = node.args.get("format")
+        if isinstance(fmt, exp.Literal) and "%i" in fmt.this:  # ClickHouse minutes; invalid in DuckDB
+            new = node.copy()
+            new.set("format", exp.Literal.string(fmt.this.replace("%i", "%M")))
+            return new
+        return None
     if isinstance(node, exp.ParameterizedAgg):
         return _rewrite_parameterized(node)
     if isinstance(node, exp.CombinedAggFunc):
