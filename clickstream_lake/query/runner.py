@@ -25,7 +25,7 @@ from clickstream_lake.query.cache import ResultCache
 from clickstream_lake.query.lake import Lake
 
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_MAX_ROWS = 100_000
+DEFAULT_MAX_ROWS = 20_000
 
 
 class QueryError(Exception):
@@ -140,7 +140,7 @@ class QueryService:
             timer.daemon = True
             timer.start()
             try:
-                reader = con.execute(checked.sql).to_arrow_reader(8192)
+                reader = con.sql(checked.sql).to_arrow_reader(8192)
                 batches, n, truncated = [], 0, False
                 for batch in reader:
                     if n + batch.num_rows > self.max_rows:
