@@ -174,6 +174,8 @@ def _rewrite_anonymous(node: exp.Anonymous) -> exp.Expression | None:
         return _local(x, args[1] if len(args) > 1 else None)
     if name == "formatdatetime" and len(args) >= 2:
         return exp.func("strftime", _local(args[0], tz), _ch_format(args[1]))
+    if name in ("splitbychar", "splitbystring") and len(args) == 2:
+        return exp.Anonymous(this="string_split", expressions=[args[1], args[0]])
     if name in _UNIQ and args:
         return exp.Count(this=exp.Distinct(expressions=args))
     if name == "multiif" and len(args) >= 3:
