@@ -171,6 +171,6 @@ def test_group_by_channel_revenue(env):
         if e["event_type"] == "purchase":
             rev[e["channel"]] += e["value"]
     got = q(env, "SELECT splitByChar('|', blob20)[1] AS channel, "
-                 "sumIf(toFloat64(splitByChar('|', blob15)[1]), blob4 = 'purchase') AS revenue "
+                 "sumIf(toFloat64OrZero(splitByChar('|', blob15)[1]), blob4 = 'purchase') AS revenue "
                  "FROM clickstream_events GROUP BY channel HAVING revenue > 0 ORDER BY channel")
     assert [(r["channel"], round(r["revenue"], 2)) for r in got] == sorted((k, round(v, 2)) for k, v in rev.items())

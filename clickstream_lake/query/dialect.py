@@ -249,6 +249,11 @@ def to_duckdb(tree: exp.Expression) -> exp.Expression:
 
     def visit(node: exp.Expression) -> exp.Expression:
         new = _rewrite_node(node)
-        return new if new is not None else node
+        if new is None:
+            return node
+        # sqlglot does not descend into a replaced node: rewrite its children here
+        for child in list(new.iter_expressions()):
+            child.replace(child.transform(visit, copy=False))
+        return new
 
     return tree.transform(visit, copy=True)
