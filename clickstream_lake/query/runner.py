@@ -156,7 +156,7 @@ class QueryService:
                 raise QueryError(422, "memory", "query exceeded the memory limit") from None
             except duckdb.PermissionException as e:
                 raise QueryError(403, "sandbox", f"blocked by the sandbox: {_first_line(e)}") from None
-            except (duckdb.ParserException,) as e:
+            except duckdb.ParserException as e:
                 raise QueryError(400, "syntax", _first_line(e)) from None
             except duckdb.Error as e:
                 if timed_out.is_set():
