@@ -24,10 +24,10 @@ settings.register_profile(
 )
 settings.load_profile("clickstream")
 
-from clickstream_lake.control import keys as keys_mod
-from clickstream_lake.control import sites as sites_mod
-from clickstream_lake.control.db import ControlDB
-from clickstream_lake.settings import DataDir
+from clickstream_lake.control import keys as keys_mod  # noqa: E402
+from clickstream_lake.control import sites as sites_mod  # noqa: E402
+from clickstream_lake.control.db import ControlDB  # noqa: E402
+from clickstream_lake.settings import DataDir  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
