@@ -25,7 +25,7 @@ from clickstream_lake.query import guard
 from clickstream_lake.query.cache import ResultCache
 from clickstream_lake.query.lake import Lake
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_ROWS = 20_000
 
 
