@@ -23,7 +23,7 @@ def _tables_ok(tree: exp.Expression) -> bool:
     return all(t.name.lower() in set(REL) | ctes and not t.args.get("db") for t in tree.find_all(exp.Table))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=25).map(" ".join))
 def test_guard_refuses_or_returns_safe_fixpoint(text):
     try:
@@ -39,7 +39,7 @@ def test_guard_refuses_or_returns_safe_fixpoint(text):
     assert again.sql == checked.sql
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=200))
 def test_guard_never_crashes_on_arbitrary_text(text):
     try:
