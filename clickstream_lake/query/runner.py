@@ -158,16 +158,18 @@ class QueryService:
             timer.daemon = True
             timer.start()
             try:
-                reader = con.sql(checked.sql).to_arrow_reader(65536)
-                batches, n, truncated = [], 0, False
+                # stream the checked relation as it is (no rewrite), stop one row past the cap
+                reader = con.sql(checked.sql).to_arrow_reader(min(self.max_rows + 1, 1_000_000))
+                batches, n = [], 0
                 for batch in reader:
-                    if n + batch.num_rows > self.max_rows:
-                        batches.append(batch.slice(0, self.max_rows - n))
-                        truncated = True
-                        break
                     batches.append(batch)
                     n += batch.num_rows
+                    if n > self.max_rows:
+                        break
                 table = pa.Table.from_batches(batches, schema=reader.schema)
+                truncated = table.num_rows > self.max_rows
+                if truncated:
+                    table = table.slice(0, self.max_rows)
             except duckdb.InterruptException:
                 raise QueryError(422, "timeout", f"query exceeded the {self.timeout_s:g} s time limit") from None
             except duckdb.OutOfMemoryException:
