@@ -17,6 +17,7 @@ _MODULES = [
     "clickstream_lake.cli.control",
     "clickstream_lake.cli.simulate",
     "clickstream_lake.cli.compact",
+    "clickstream_lake.cli.sql",
 ]
 
 
