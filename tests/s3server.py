@@ -78,7 +78,7 @@ def storage_options(endpoint: str, **config) -> dict:
         "secret": DUMMY_SECRET,
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         "config_kwargs": {"connect_timeout": 2, "read_timeout": 10, "retries": {"max_attempts": 1}, **config},
-        "retries": 1,
+        "retries": 1,  # s3fs's own inner retries; the exporter does the backoff
     }
 
 
@@ -86,8 +86,10 @@ def make_bucket(endpoint: str) -> str:
     import s3fs
 
     name = f"lake-{uuid.uuid4().hex[:10]}"
-    fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, **storage_options(endpoint))
-    fs.mkdir(name)
+    opts = storage_options(endpoint)
+    opts.pop("retries")
+    fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, **opts)
+    fs.call_s3("create_bucket", Bucket=name)
     return name
 
 

@@ -42,7 +42,9 @@ def site_lake(data_dir, tenants):
 
 
 def _raw_fs(endpoint: str) -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, **storage_options(endpoint))
+    opts = storage_options(endpoint)
+    opts.pop("retries")
+    return s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, **opts)
 
 
 def test_moto_honours_if_none_match(moto, bucket):
@@ -102,7 +104,7 @@ def test_crash_between_object_and_watermark(data_dir, site_lake, moto, bucket, m
     store = ExportStore(ControlDB(data_dir.control_db), "site_a", f"{ex.target.identity}/customers/alpha")
     assert store.watermark()[0] == T0 + 3 * HOUR
     rerun = exporter(data_dir, url, storage_options(moto.url)).export_site("site_a")
-    assert [r.status for r in rerun.windows] == ["adopted", "exported", "exported"]
+    assert [r.status for r in rerun.windows if r.status != "unchanged"] == ["adopted", "exported", "exported"]
     assert store.watermark()[0] == T0 + 6 * HOUR
     ids = event_ids(read_objects(ex.target, "customers/alpha").values())
     assert len(ids) == len(set(ids)) == 360
