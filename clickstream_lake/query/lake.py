@@ -102,6 +102,15 @@ class Lake:
         self._lock = threading.Lock()
         self.max_instances = 64
 
+    @classmethod
+    def from_export(cls, url: str, site_id: str | None = None, *, storage_options: dict | None = None,
+                    **kwargs) -> Lake:
+        """A customer's exported lake (``clickstream export`` output) with the same views;
+        ``url`` is the site's export namespace, e.g. ``s3://bucket/exports/<namespace>``."""
+        from clickstream_lake.export.lake_view import ExportedLake
+
+        return ExportedLake(url, site_id, storage_options=storage_options, **kwargs)
+
     # -- discovery ----------------------------------------------------------------------
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
