@@ -190,7 +190,7 @@ class Exporter:
             report.skipped = f"parquet_export_enabled is off for {site_id} (set it, or pass --force)"
             return report
         self._check_namespace_unique(site_id, namespace)
-        self._retry(self.target.check, "checking the export target")
+        self._retry(self.target.check, f"checking the export target {self.target.display}")
 
         store = ExportStore(self.db, site_id, f"{self.target.identity}/{namespace}")
         reader = SiteLakeReader(self.lake, site_id)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from clickstream_lake.codec import ROW_SCHEMA
 from clickstream_lake.export.windows import Window
@@ -27,7 +28,8 @@ class SiteLakeReader:
         self.lake = lake
         self.site_id = check_site_id(site_id)
         self.cache_days = cache_days
-        self._fs = lake.fs
+        # a local lake is read through Arrow's native filesystem (the fsspec wrapper is ~5x slower)
+        self._fs = pafs.LocalFileSystem() if lake.is_local else lake.fs
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._timestamps: OrderedDict[str, pa.Array] = OrderedDict()
         self.files_read = 0
