@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream_lake.codec import ROW_SCHEMA
@@ -38,7 +39,7 @@ from clickstream_lake.control import config as config_mod
 from clickstream_lake.control import sites as sites_mod
 from clickstream_lake.control.db import ControlDB
 from clickstream_lake.export.errors import ExportError, NamespaceCollision, with_retry
-from clickstream_lake.export.lake_reader import SiteLakeReader, new_rows, row_keys
+from clickstream_lake.export.lake_reader import KEY_COLUMNS, SiteLakeReader, new_rows, row_keys
 from clickstream_lake.export.settings import ExportSettings
 from clickstream_lake.export.store import ExportedFile, ExportStore
 from clickstream_lake.export.target import ExportTarget, footer_metadata
@@ -48,7 +49,6 @@ from clickstream_lake.lake import PARQUET_COMPRESSION, ROW_GROUP_SIZE, LakeLayou
 log = logging.getLogger("clickstream.export")
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*$")
-_KEY_COLUMNS = ["timestamp", "blob2", "blob3", "blob4", "blob5", "blob18"]
 
 
 def check_namespace(ns: str) -> str:
@@ -254,8 +254,8 @@ class Exporter:
         self, store: ExportStore, reader: SiteLakeReader, site_id: str, ns: str, w: Window, wm_ms: int | None
     ) -> WindowResult:
         state = store.window(w.start_ms)
-        lake_count = reader.count(w)
-        if state is not None and state.lake_rows_seen == lake_count:
+        lake_count = reader.distinct_keys(w)
+        if state is not None and state.lake_keys_seen == lake_count:
             return WindowResult(w, "unchanged")
         if state is None and lake_count == 0 and wm_ms is not None and w.start_ms < wm_ms:
             return WindowResult(w, "unchanged")  # before the watermark, never had rows
@@ -302,7 +302,8 @@ class Exporter:
             raise ExportError(f"window {w.stamp} of {site_id}: too many follow-up objects")
         if pending:
             self._write_manifest(store, site_id, ns, w.day, pending)
-        store.commit_file(w.start_ms, w.end_ms, self.settings.window_s, pending, rows.num_rows)
+        seen = pc.count_distinct(row_keys(rows)).as_py() if rows.num_rows else 0
+        store.commit_file(w.start_ms, w.end_ms, self.settings.window_s, pending, seen)
         return result
 
     def _adopt(self, site_id: str, w: Window, seq: int, key: str) -> ExportedFile:
@@ -320,7 +321,7 @@ class Exporter:
     def _exported_keys(self, key: str) -> set[str]:
         path = self.target.path(key)
         data = self._retry(lambda: self.target.read_bytes(path), f"reading {key}")
-        table = pq.read_table(io.BytesIO(data), columns=_KEY_COLUMNS)
+        table = pq.read_table(io.BytesIO(data), columns=KEY_COLUMNS)
         return set(row_keys(table).to_pylist())
 
     def _write_manifest(self, store: ExportStore, site_id: str, ns: str, day: str, pending: list[ExportedFile]) -> None:

@@ -33,7 +33,7 @@ class ExportedFile:
 class WindowState:
     window_start_ms: int
     window_end_ms: int
-    lake_rows_seen: int
+    lake_keys_seen: int
     exported_rows: int
     files: int
 
@@ -100,7 +100,7 @@ class ExportStore:
         ]
 
     def commit_file(
-        self, start_ms: int, end_ms: int, window_s: int, files: list[ExportedFile], lake_rows_seen: int
+        self, start_ms: int, end_ms: int, window_s: int, files: list[ExportedFile], lake_keys_seen: int
     ) -> None:
         """Record committed objects (none: a window with nothing new), the lake rows seen, and
         advance the watermark over every contiguous recorded window - one transaction."""
@@ -128,12 +128,12 @@ class ExportStore:
                 (self.site_id, self.target, start_ms),
             ).fetchone()
             c.execute(
-                "INSERT INTO export_windows(site_id, target, window_start_ms, window_end_ms, lake_rows_seen,"
+                "INSERT INTO export_windows(site_id, target, window_start_ms, window_end_ms, lake_keys_seen,"
                 " exported_rows, files) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(site_id, target, window_start_ms) DO UPDATE SET lake_rows_seen = excluded.lake_rows_seen,"
+                " ON CONFLICT(site_id, target, window_start_ms) DO UPDATE SET lake_keys_seen = excluded.lake_keys_seen,"
                 " exported_rows = excluded.exported_rows, files = excluded.files,"
                 " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                (self.site_id, self.target, start_ms, end_ms, lake_rows_seen, totals["rows"], totals["n"]),
+                (self.site_id, self.target, start_ms, end_ms, lake_keys_seen, totals["rows"], totals["n"]),
             )
             self._advance(c, window_s)
 
@@ -168,7 +168,7 @@ def _window(r: sqlite3.Row) -> WindowState:
     return WindowState(
         window_start_ms=int(r["window_start_ms"]),
         window_end_ms=int(r["window_end_ms"]),
-        lake_rows_seen=int(r["lake_rows_seen"]),
+        lake_keys_seen=int(r["lake_keys_seen"]),
         exported_rows=int(r["exported_rows"]),
         files=int(r["files"]),
     )

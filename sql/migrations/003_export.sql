@@ -12,14 +12,14 @@ CREATE TABLE IF NOT EXISTS export_watermarks (
     PRIMARY KEY (site_id, target)
 );
 
--- One row per exported window: how many lake rows of that window had been seen (exported or
--- recognised as duplicates) when it was last exported; a later count that differs means late rows.
+-- One row per exported window: how many distinct row keys (event ids, blob18) the lake held for
+-- that window when it was last exported; a later, different number means late rows arrived.
 CREATE TABLE IF NOT EXISTS export_windows (
     site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
     target TEXT NOT NULL,
     window_start_ms INTEGER NOT NULL,
     window_end_ms INTEGER NOT NULL,
-    lake_rows_seen INTEGER NOT NULL DEFAULT 0,
+    lake_keys_seen INTEGER NOT NULL DEFAULT 0,
     exported_rows INTEGER NOT NULL DEFAULT 0,
     files INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
