@@ -132,7 +132,7 @@ ATTACKS: list[str] = [
 @pytest.fixture
 def attack_server(server_factory, tenants, data_dir):
     lake = build_lake(data_dir)
-    (data_dir.lake / "decoy.json").write_text('{"x": "%s"}' % CANARY)
+    (data_dir.lake / "decoy.json").write_text(f'{{"x": "{CANARY}"}}')
     srv = server_factory(env={"CLICKSTREAM_QUERY_TIMEOUT_S": "2", "CLICKSTREAM_QUERY_MAX_ROWS": "5000"})
     return srv, lake, tenants
 
@@ -193,5 +193,5 @@ def test_auth_and_errors(attack_server):
     assert r.status_code == 400 and r.json()["rule"] == "format"
     # site_b's key sees site_b (and its canary) — the isolation is per key, not global
     hb = {"Authorization": f"Bearer {tenants['site_b'].keys['read']}"}
-    r = httpx.post(url, content="SELECT count(*) AS n FROM events WHERE hem = '%s'" % CANARY, headers=hb)
+    r = httpx.post(url, content=f"SELECT count(*) AS n FROM events WHERE hem = '{CANARY}'", headers=hb)
     assert r.status_code == 200 and r.json()["data"][0]["n"] > 0
