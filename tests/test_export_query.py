@@ -52,6 +52,8 @@ def test_from_export_on_disk_matches_internal_lake_including_late_files(data_dir
     assert res.table.to_pylist() == [{"n": 304}]
     with pytest.raises(LakeError, match="holds site 'site_a'"):
         ext.connect("site_b")
+    with pytest.raises(ExportError, match="holds site 'site_a', not 'site_b'"):
+        Lake.from_export(f"{url}/alpha", "site_b")
 
 
 def test_from_export_needs_a_site_when_it_cannot_tell(tmp_path):
@@ -72,5 +74,54 @@ def test_from_export_on_s3_matches_internal_lake(data_dir, exported):
         ext = Lake.from_export(f"{url}/alpha", storage_options=opts)
         assert ext.site_id == "site_a"
         _same_results(Lake(data_dir).connect("site_a"), ext.connect())
+    finally:
+        server.stop()
+
+
+def _sql_cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "clickstream_lake", "sql", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_clickstream_sql_lake_option(data_dir, exported):
+    import json
+
+    url = f"file://{data_dir.path / 'export'}"
+    exporter(data_dir, url).export_site("site_a")
+    q = "SELECT event_type, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"
+    out = _sql_cli("--lake", f"{url}/alpha", "-f", "JSON", q)
+    assert out.returncode == 0, out.stderr
+    internal = _sql_cli("--site", "site_a", "--data", str(data_dir.path), "-f", "JSON", q)
+    assert internal.returncode == 0, internal.stderr
+    assert json.loads(out.stdout)["data"] == json.loads(internal.stdout)["data"]
+    assert sum(r["n"] for r in json.loads(out.stdout)["data"]) == 300
+    # the guard still applies; a wrong site and a missing lake are clear errors
+    bad = _sql_cli("--lake", f"{url}/alpha", "SELECT * FROM read_parquet('/etc/passwd')")
+    assert bad.returncode == 2 and "error" in bad.stderr
+    other = _sql_cli("--lake", f"{url}/alpha", "--site", "site_b", q)
+    assert other.returncode == 2 and "holds site 'site_a', not 'site_b'" in other.stderr
+    nothing = _sql_cli("--lake", f"{url}/nope", q)
+    assert nothing.returncode == 2 and "pass site_id" in nothing.stderr
+
+
+def test_clickstream_sql_lake_on_s3(data_dir, exported):
+    import json
+
+    server = MotoServer.start()
+    try:
+        bucket = make_bucket(server.url)
+        exporter(data_dir, f"s3://{bucket}/x", storage_options(server.url)).export_site("site_a")
+        env = {"CLICKSTREAM_EXPORT_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        out = _sql_cli("--lake", f"s3://{bucket}/x/alpha", "-f", "JSON", "SELECT count() AS n FROM clickstream_events",
+                       env=env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["data"] == [{"n": 300}]
+        missing = _sql_cli("--lake", "s3://no-such-bucket/x", "SELECT 1", env=env)
+        assert missing.returncode == 2 and "no-such-bucket" in missing.stderr
     finally:
         server.stop()

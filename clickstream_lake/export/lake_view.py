@@ -10,12 +10,13 @@ window (the window file and its late files) is read: together they hold each row
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 
 import duckdb
 
-from clickstream_lake.export.errors import ExportError
+from clickstream_lake.export.errors import ExportError, classify
 from clickstream_lake.export.target import ExportTarget, footer_metadata
 from clickstream_lake.lake import LakeError, LakeLayout, check_site_id
 from clickstream_lake.query import dialect
@@ -38,7 +39,21 @@ class ExportedLake(Lake):
         self.target = ExportTarget(url, storage_options or {})
         root_url = self.target.url_of(self.target.root)
         super().__init__(LakeLayout(root_url), tmp_dir=tmp_dir, limits=limits, filesystem=self.target.fs)
-        self.site_id = check_site_id(site_id) if site_id else self._discover_site()
+        found = self._sites_found()
+        if site_id:
+            self.site_id = check_site_id(site_id)
+            if found and found != {site_id}:
+                raise ExportError(
+                    f"the export at {self.target.display} holds site {', '.join(map(repr, sorted(found)))},"
+                    f" not {site_id!r}"
+                )
+        elif len(found) == 1:
+            self.site_id = check_site_id(found.pop())
+        else:
+            raise ExportError(
+                f"cannot tell which site the export at {self.target.display} belongs to "
+                f"(found {sorted(found) or 'no manifest'}): pass site_id"
+            )
 
     # -- discovery ------------------------------------------------------------------------------
     def _event_objects(self) -> list[str]:
@@ -48,7 +63,8 @@ class ExportedLake(Lake):
             return []
         return sorted(p for p in found if not p.rsplit("/", 1)[-1].startswith("."))
 
-    def _discover_site(self) -> str:
+    def _sites_found(self) -> set[str]:
+        """Site ids named by the day manifests (else by the first object's footer)."""
         sites: set[str] = set()
         try:
             manifests = self.fs.glob(f"{self.target.root}/*/_manifest.json")
@@ -62,12 +78,7 @@ class ExportedLake(Lake):
                 with self.fs.open(objects[0], "rb") as f:
                     sites.add(footer_metadata(f.read()).get("site-id", ""))
         sites.discard("")
-        if len(sites) != 1:
-            raise ExportError(
-                f"cannot tell which site the export at {self.target.display} belongs to "
-                f"(found {sorted(sites) or 'no manifest'}): pass site_id"
-            )
-        return check_site_id(sites.pop())
+        return sites
 
     def _url(self, path: str) -> str:
         return path if self.target.is_local else self.target.url_of(path)
@@ -103,6 +114,35 @@ class ExportedLake(Lake):
             setup_sql=[*dialect.macro_statements(), *stmts],
             filesystems=[] if self.target.is_local else [self.fs],
         )
+
+
+def open_exported_lake(url: str, site_id: str | None = None, env: dict[str, str] | None = None) -> ExportedLake:
+    """``clickstream sql --lake URL``: the exported lake at ``url``, S3 endpoint and options taken
+    from ``CLICKSTREAM_EXPORT_ENDPOINT`` / ``CLICKSTREAM_EXPORT_OPTIONS``; every failure is an
+    :class:`ExportError` with a message for the user."""
+    e = os.environ if env is None else env
+    options: dict = {}
+    raw = e.get("CLICKSTREAM_EXPORT_OPTIONS", "").strip()
+    if raw:
+        try:
+            options = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"CLICKSTREAM_EXPORT_OPTIONS is not a JSON object: {exc}") from exc
+    if e.get("CLICKSTREAM_EXPORT_ENDPOINT"):
+        options.setdefault("client_kwargs", {})["endpoint_url"] = e["CLICKSTREAM_EXPORT_ENDPOINT"]
+    try:
+        lake = ExportedLake(url, site_id, storage_options=options)
+        lake.sources()
+        return lake
+    except ExportError:
+        raise
+    except LakeError as exc:
+        raise ExportError(str(exc)) from exc
+    except Exception as exc:
+        err = classify(exc, f"reading the exported lake at {url}")
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _export_select(site_id: str, files: Sequence[str]) -> str:
