@@ -95,9 +95,12 @@ def export(
         return
     written = [r for r in report.windows if r.status in ("exported", "late", "adopted")]
     if written:
-        t = Table("window", "status", "rows", "bytes", "object")
-        for r in written:
-            t.add_row(iso_ms(r.window.start_ms), r.status, f"{r.rows:,}", f"{r.bytes:,}", ", ".join(r.keys))
+        shown = 20
+        t = Table("window (UTC)", "status", "rows", "bytes", "object")
+        for r in written[:shown]:
+            t.add_row(r.window.stamp, r.status, f"{r.rows:,}", f"{r.bytes:,}", ", ".join(r.keys))
+        if len(written) > shown:
+            t.add_row(f"… {len(written) - shown} more", "", "", "", "")
         console.print(t)
     console.print(
         f"exported [bold]{report.rows:,}[/] rows in {len(report.files)} file(s) to {report.target}/{report.namespace};"

@@ -220,8 +220,10 @@ class Exporter:
         horizon = align_down(int(now_ms - self.settings.late_horizon_s * 1000), window_s)
         todo: dict[int, Window] = {}
         if since is None:
-            for st in store.windows_since(horizon, start):
-                todo[st.window_start_ms] = Window(st.window_start_ms, st.window_end_ms)
+            # every window inside the late horizon before the start: recorded ones may have got
+            # late rows; unrecorded ones may have got rows older than anything exported so far
+            for w in windows_between(horizon, start, window_s):
+                todo[w.start_ms] = w
         for w in windows_between(start, end, window_s):
             todo[w.start_ms] = w
         windows = [todo[k] for k in sorted(todo)]
