@@ -143,6 +143,7 @@ def test_crash_between_object_and_watermark_neither_duplicates_nor_skips(data_di
     assert [f.adopted for f in files] == [False, False, True, False, False, False]
 
 
+@pytest.mark.slow
 def test_killed_exporter_process_then_rerun(data_dir, lake_ab):
     """A real exporter process dies (os._exit, no cleanup) right after committing an object."""
     url = _url(data_dir)
@@ -307,6 +308,7 @@ def test_cli_backfill_and_errors(data_dir, lake_ab):
     assert badurl.returncode == 1 and "unsupported export URL" in badurl.stderr
 
 
+@pytest.mark.slow
 def test_scheduled_export_in_serve(server_factory, data_dir, tenants):
     now_ms = int(time.time() * 1000)
     start = now_ms - now_ms % HOUR - 3 * HOUR  # three closed hours ago
@@ -381,3 +383,5 @@ def test_concurrent_exporters_never_duplicate(data_dir, lake_ab):
     assert len(objects) == 6 and len(ids) == len(set(ids)) == 360
     store = ExportStore(ControlDB(data_dir.control_db), "site_a", f"{exporter(data_dir, _url(data_dir)).target.identity}/alpha")
     assert [f.seq for f in store.files()] == [0] * 6 and store.watermark()[0] == T0 + 6 * HOUR
+    manifest = json.loads((data_dir.path / "export/alpha/2026-03-10/_manifest.json").read_text())
+    assert len(manifest["files"]) == 6 and manifest["event_count"] == 360

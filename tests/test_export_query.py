@@ -63,6 +63,7 @@ def test_from_export_needs_a_site_when_it_cannot_tell(tmp_path):
         "SELECT count(*) FROM events").fetchall() == [(0,)]
 
 
+@pytest.mark.slow
 def test_from_export_on_s3_matches_internal_lake(data_dir, exported):
     server = MotoServer.start()
     try:
@@ -108,6 +109,7 @@ def test_clickstream_sql_lake_option(data_dir, exported):
     assert nothing.returncode == 2 and "pass site_id" in nothing.stderr
 
 
+@pytest.mark.slow
 def test_clickstream_sql_lake_on_s3(data_dir, exported):
     import json
 

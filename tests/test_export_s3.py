@@ -116,8 +116,12 @@ def test_endpoint_goes_away_mid_export_and_comes_back(data_dir, site_lake, moto,
     url = f"s3://{bucket}/e"
     outages = {"stopped": 0, "restarted": 0, "refused_while_down": 0}
 
+    written = []
+
     def progress(done, total, result):
-        if done == 2 and not outages["stopped"]:
+        if result is not None and result.status == "exported":
+            written.append(result.window.stamp)
+        if len(written) == 2 and not outages["stopped"]:
             proxy.stop()  # the endpoint disappears between window 2 and window 3
             outages["stopped"] += 1
 
@@ -134,6 +138,7 @@ def test_endpoint_goes_away_mid_export_and_comes_back(data_dir, site_lake, moto,
     finally:
         proxy.stop()
     assert outages == {"stopped": 1, "restarted": 1, "refused_while_down": 2}
+    assert written == [f"20260310T0{h}0000Z" for h in range(6)]  # no gap, in order, each once
     assert ex.retries_done == 2
     assert len(report.files) == 6 and report.rows == 360
     direct = ExportTarget(url, storage_options(moto.url))
@@ -143,14 +148,15 @@ def test_endpoint_goes_away_mid_export_and_comes_back(data_dir, site_lake, moto,
     assert len(ids) == len(set(ids)) == 360
 
 
+@pytest.mark.slow
 def test_endpoint_down_for_good_fails_clearly_then_resumes(data_dir, site_lake, moto, bucket):
     proxy = TCPProxy(moto.port)
     proxy.start()
     url = f"s3://{bucket}/e"
 
     def progress(done, total, result):
-        if done == 3:
-            proxy.stop()
+        if result is not None and result.status == "exported" and result.window.stamp == "20260310T020000Z":
+            proxy.stop()  # after three windows the endpoint is gone for good
 
     ex = exporter(data_dir, url, storage_options(proxy.url), retries=3)
     with pytest.raises(TargetUnavailable, match="gave up after 3 attempts"):
@@ -205,6 +211,7 @@ def test_unreachable_endpoint_is_retried_then_a_clear_error(data_dir, site_lake)
     assert len(sleeps) == 3 and sleeps[0] < sleeps[2]  # exponential backoff
 
 
+@pytest.mark.slow
 def test_bad_credentials_are_a_clear_error(data_dir, site_lake):
     # a second moto server that checks signatures and access keys from the first request on
     server = MotoServer.start(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})

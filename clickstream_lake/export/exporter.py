@@ -219,7 +219,7 @@ class Exporter:
         # windows to look at: recorded ones inside the late horizon (for late rows), then the range
         horizon = align_down(int(now_ms - self.settings.late_horizon_s * 1000), window_s)
         todo: dict[int, Window] = {}
-        if since is None:
+        if since is None and wm is not None:
             # every window inside the late horizon before the start: recorded ones may have got
             # late rows; unrecorded ones may have got rows older than anything exported so far
             for w in windows_between(horizon, start, window_s):
@@ -302,10 +302,14 @@ class Exporter:
             pending.append(f)
         else:  # pragma: no cover - 1000 objects for one window means something is badly wrong
             raise ExportError(f"window {w.stamp} of {site_id}: too many follow-up objects")
-        if pending:
-            self._write_manifest(store, site_id, ns, w.day, pending)
+        listed: set[tuple[int, int]] = set()
+        if pending:  # before the DB commit: the manifest never misses a committed object
+            listed = self._write_manifest(store, site_id, ns, w.day, pending)
         seen = pc.count_distinct(row_keys(rows)).as_py() if rows.num_rows else 0
         store.commit_file(w.start_ms, w.end_ms, self.settings.window_s, pending, seen)
+        if pending and {(f.window_start_ms, f.seq) for f in store.files(day=w.day)} != listed:
+            # another exporter committed objects of this day meanwhile: converge on the DB's view
+            self._write_manifest(store, site_id, ns, w.day, [])
         return result
 
     def _adopt(self, site_id: str, w: Window, seq: int, key: str) -> ExportedFile:
@@ -326,7 +330,9 @@ class Exporter:
         table = pq.read_table(io.BytesIO(data), columns=KEY_COLUMNS)
         return set(row_keys(table).to_pylist())
 
-    def _write_manifest(self, store: ExportStore, site_id: str, ns: str, day: str, pending: list[ExportedFile]) -> None:
+    def _write_manifest(
+        self, store: ExportStore, site_id: str, ns: str, day: str, pending: list[ExportedFile]
+    ) -> set[tuple[int, int]]:
         files = {(f.window_start_ms, f.seq): f for f in store.files(day=day)}
         for f in pending:
             files[(f.window_start_ms, f.seq)] = f
@@ -359,6 +365,7 @@ class Exporter:
         body = json.dumps(doc, indent=2).encode()
         key = f"{ns}/{day}/_manifest.json"
         self._retry(lambda: self.target.put_replace(self.target.path(key), body), f"writing {key}")
+        return set(files)
 
 
 def parquet_bytes(table: pa.Table, metadata: dict[str, str]) -> bytes:
