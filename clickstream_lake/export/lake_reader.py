@@ -33,7 +33,6 @@ class SiteLakeReader:
         self._fs = pafs.LocalFileSystem() if lake.is_local else lake.fs
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._keys: OrderedDict[str, pa.Table] = OrderedDict()
-        self.files_read = 0
 
     def days(self) -> list[str]:
         return self.lake.site_partitions(self.site_id)
@@ -52,7 +51,6 @@ class SiteLakeReader:
         files = self._files(day)
         if not files:
             return None
-        self.files_read += len(files)
         return pads.dataset(files, format="parquet", filesystem=self._fs, schema=ROW_SCHEMA)
 
     def _day_table(self, day: str) -> pa.Table:
@@ -82,11 +80,6 @@ class SiteLakeReader:
 
     def _day_timestamps(self, day: str) -> pa.Array:
         return self._day_key_columns(day).column("timestamp").combine_chunks()
-
-    def forget(self) -> None:
-        """Drop the caches (the lake may have changed since they were filled)."""
-        self._tables.clear()
-        self._keys.clear()
 
     def distinct_keys(self, w: Window) -> int:
         """How many distinct rows (by :func:`row_keys`) the lake holds for the window: what the

@@ -67,14 +67,6 @@ class ExportStore:
         )
         return _window(rows[0]) if rows else None
 
-    def windows_since(self, start_ms: int, end_ms: int) -> list[WindowState]:
-        rows = self.db.query(
-            "SELECT * FROM export_windows WHERE site_id = ? AND target = ? AND window_start_ms >= ?"
-            " AND window_start_ms < ? ORDER BY window_start_ms",
-            (self.site_id, self.target, start_ms, end_ms),
-        )
-        return [_window(r) for r in rows]
-
     def files(self, window_start_ms: int | None = None, day: str | None = None) -> list[ExportedFile]:
         sql = "SELECT * FROM export_files WHERE site_id = ? AND target = ?"
         params: list = [self.site_id, self.target]
