@@ -145,3 +145,15 @@ def test_formats_shapes():
     assert formats.split_format("SELECT 1 FORMAT JSONEachRow") == ("SELECT 1", "JSONEachRow")
     assert formats.split_format("SELECT 'FORMAT JSON'") == ("SELECT 'FORMAT JSON'", None)
     assert CANARY not in formats.render(t, "csv").decode()
+
+
+def test_quarantine_view_shows_only_the_site(lake_fx):
+    from clickstream_lake.lake import LakeLayout, new_file_name, publish_parquet
+    layout = LakeLayout.local(lake_fx.data.lake)
+    for site in ("site_a", "site_b"):
+        t = pa.table({"received_at": pa.array([1741612800000], pa.timestamp("ms", tz="UTC")),
+                      "reason": [f"bad event of {site}"], "payload": [CANARY if site == "site_b" else "{}"]})
+        publish_parquet(t, layout.fs, f"{layout.quarantine_dir(site)}/dt=2025-03-10/{new_file_name()}")
+    svc = QueryService(Lake(lake_fx.data), ttl_for=lambda s: 0)
+    rows = svc.run_query("site_a", "SELECT reason, payload FROM quarantine").table.to_pylist()
+    assert rows == [{"reason": "bad event of site_a", "payload": "{}"}]

@@ -53,6 +53,10 @@ class SqlComponent:
             Route("/v1/tables/{name}", self.put_table, methods=["PUT"]),
         ]
 
+    def health(self) -> dict:
+        return {"query": {"ok": True, "cache_entries": len(self.service.cache),
+                          "cache_bytes": self.service.cache.bytes}}
+
     def _ttl(self, site_id: str) -> float:
         cfg = self.ctx.config.config(site_id)
         return cfg.cache_ttl_s if cfg is not None else 30.0

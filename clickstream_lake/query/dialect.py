@@ -128,7 +128,9 @@ def _local(ts: exp.Expression, tz: exp.Expression | None) -> exp.Expression:
 def _bucket(interval: exp.Expression, ts: exp.Expression, tz: exp.Expression | None) -> exp.Expression:
     if isinstance(interval, exp.Literal) and interval.is_string:
         interval = exp.Interval(this=exp.Literal.string(interval.this))
-    return exp.func("timezone", _utc_tz(tz), exp.func("time_bucket", interval, _as_tz(ts), _utc_tz(tz)))
+    if tz is None:  # UTC: bucket the naive UTC wall clock (no ICU time-zone arithmetic per row)
+        return exp.func("time_bucket", interval, _local(ts, None))
+    return exp.func("timezone", tz, exp.func("time_bucket", interval, _as_tz(ts), tz))
 
 
 def _interval(text: str) -> exp.Expression:

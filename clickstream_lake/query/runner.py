@@ -25,7 +25,7 @@ from clickstream_lake.query import guard
 from clickstream_lake.query.cache import ResultCache
 from clickstream_lake.query.lake import Lake
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_ROWS = 20_000
 
 
@@ -135,6 +135,8 @@ class QueryService:
             raise QueryError(403, e.rule, e.message) from None
         except RecursionError:
             raise QueryError(400, "syntax", "query is nested too deeply") from None
+        except Exception as e:  # noqa: BLE001 - an analyser failure is still the query's problem, not a 5xx
+            raise QueryError(400, "syntax", f"cannot analyse the query: {type(e).__name__}: {str(e)[:300]}") from None
 
     def invalidate(self, site_id: str) -> None:
         self.cache.invalidate(lambda k: k[0] == site_id)
