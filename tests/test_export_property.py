@@ -25,7 +25,7 @@ step = st.one_of(
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=1, max_size=12))
 def test_every_closed_row_exported_exactly_once(steps):
     with tempfile.TemporaryDirectory() as tmp:

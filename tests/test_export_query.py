@@ -20,6 +20,13 @@ QUERIES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def exported(data_dir, tenants):
     rows = make_rows("site_a", T0 + 1_000, 300, 60_000, "a")  # 00:00-05:00
@@ -64,19 +71,15 @@ def test_from_export_needs_a_site_when_it_cannot_tell(tmp_path):
 
 
 @pytest.mark.slow
-def test_from_export_on_s3_matches_internal_lake(data_dir, exported):
-    server = MotoServer.start()
-    try:
-        bucket = make_bucket(server.url)
-        url = f"s3://{bucket}/exports"
-        opts = storage_options(server.url)
-        opts.pop("retries")
-        exporter(data_dir, url, storage_options(server.url)).export_site("site_a")
-        ext = Lake.from_export(f"{url}/alpha", storage_options=opts)
-        assert ext.site_id == "site_a"
-        _same_results(Lake(data_dir).connect("site_a"), ext.connect())
-    finally:
-        server.stop()
+def test_from_export_on_s3_matches_internal_lake(data_dir, exported, moto):
+    bucket = make_bucket(moto.url)
+    url = f"s3://{bucket}/exports"
+    opts = storage_options(moto.url)
+    opts.pop("retries")
+    exporter(data_dir, url, storage_options(moto.url)).export_site("site_a")
+    ext = Lake.from_export(f"{url}/alpha", storage_options=opts)
+    assert ext.site_id == "site_a"
+    _same_results(Lake(data_dir).connect("site_a"), ext.connect())
 
 
 def _sql_cli(*args, env=None):
@@ -110,20 +113,16 @@ def test_clickstream_sql_lake_option(data_dir, exported):
 
 
 @pytest.mark.slow
-def test_clickstream_sql_lake_on_s3(data_dir, exported):
+def test_clickstream_sql_lake_on_s3(data_dir, exported, moto):
     import json
 
-    server = MotoServer.start()
-    try:
-        bucket = make_bucket(server.url)
-        exporter(data_dir, f"s3://{bucket}/x", storage_options(server.url)).export_site("site_a")
-        env = {"CLICKSTREAM_EXPORT_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-        out = _sql_cli("--lake", f"s3://{bucket}/x/alpha", "-f", "JSON", "SELECT count() AS n FROM clickstream_events",
-                       env=env)
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["data"] == [{"n": 300}]
-        missing = _sql_cli("--lake", "s3://no-such-bucket/x", "SELECT 1", env=env)
-        assert missing.returncode == 2 and "no-such-bucket" in missing.stderr
-    finally:
-        server.stop()
+    bucket = make_bucket(moto.url)
+    exporter(data_dir, f"s3://{bucket}/x", storage_options(moto.url)).export_site("site_a")
+    env = {"CLICKSTREAM_EXPORT_ENDPOINT": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    out = _sql_cli("--lake", f"s3://{bucket}/x/alpha", "-f", "JSON", "SELECT count() AS n FROM clickstream_events",
+                   env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["data"] == [{"n": 300}]
+    missing = _sql_cli("--lake", "s3://no-such-bucket/x", "SELECT 1", env=env)
+    assert missing.returncode == 2 and "no-such-bucket" in missing.stderr
