@@ -27,6 +27,7 @@ from clickstream_lake.context import AppContext
 COMPONENTS: list[str] = [
     "ingest_worker.collect:component",
     "clickstream_lake.api.sql:component",
+    "clickstream_lake.export.schedule:component",
 ]
 
 

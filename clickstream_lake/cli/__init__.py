@@ -18,6 +18,7 @@ _MODULES = [
     "clickstream_lake.cli.simulate",
     "clickstream_lake.cli.compact",
     "clickstream_lake.cli.sql",
+    "clickstream_lake.cli.export",
 ]
 
 

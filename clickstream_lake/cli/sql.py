@@ -25,7 +25,10 @@ tables_app = typer.Typer(help="Upload and list a site's own tables (for JOINs)."
 
 def sql(
     query: str = typer.Argument(..., help="SQL (DuckDB or AE dialect); '-' reads it from stdin."),
-    site: str = typer.Option(..., "--site", help="Site whose data the query sees."),
+    site: str | None = typer.Option(None, "--site", help="Site whose data the query sees."),
+    lake_url: str | None = typer.Option(
+        None, "--lake", help="Query an exported lake (clickstream export output), e.g. s3://bucket/exports/<namespace>;"
+        " S3 endpoint/options from CLICKSTREAM_EXPORT_ENDPOINT / CLICKSTREAM_EXPORT_OPTIONS."),
     fmt: str | None = typer.Option(None, "--format", "-f",
                                    help="JSON, JSONEachRow, TabSeparated, csv, parquet or arrow "
                                         "(default: a table in a terminal, csv in a pipe)."),
@@ -40,7 +43,20 @@ def sql(
         fmt = formats.normalise_format(fmt) if fmt else inline_fmt
     except formats.FormatError as e:
         fail(str(e), 2)
-    svc = QueryService(Lake(data_dir(data)), ttl_for=lambda s: 0, timeout_s=timeout, max_rows=max_rows)
+    if lake_url:
+        from clickstream_lake.export.errors import ExportError
+        from clickstream_lake.export.lake_view import open_exported_lake
+
+        try:
+            lake = open_exported_lake(lake_url, site)
+        except ExportError as e:
+            fail(escape(str(e)), 2)
+        site = lake.site_id
+    elif site is None:
+        fail("give --site (or --lake URL for an exported lake)", 2)
+    else:
+        lake = Lake(data_dir(data))
+    svc = QueryService(lake, ttl_for=lambda s: 0, timeout_s=timeout, max_rows=max_rows)
     try:
         result = svc.run_query(site, text)
     except QueryError as e:

@@ -107,6 +107,15 @@ class Lake:
         self.sources_ttl_s = 2.0
         self._sources: dict[str, tuple[float, TenantSources]] = {}
 
+    @classmethod
+    def from_export(cls, url: str, site_id: str | None = None, *, storage_options: dict | None = None,
+                    **kwargs) -> Lake:
+        """A customer's exported lake (``clickstream export`` output) with the same views;
+        ``url`` is the site's export namespace, e.g. ``s3://bucket/exports/<namespace>``."""
+        from clickstream_lake.export.lake_view import ExportedLake
+
+        return ExportedLake(url, site_id, storage_options=storage_options, **kwargs)
+
     # -- discovery ----------------------------------------------------------------------
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
