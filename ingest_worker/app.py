@@ -26,6 +26,7 @@ from clickstream_lake.context import AppContext
 # "module:factory" strings, imported lazily so a component's dependencies load only here.
 COMPONENTS: list[str] = [
     "ingest_worker.collect:component",
+    "ingest_worker.stream:component",
 ]
 
 

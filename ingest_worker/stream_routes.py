@@ -142,6 +142,18 @@ class StreamComponent:
         key = await run_in_threadpool(self.ctx.config.api_key, grant.secret)
         return key is not None and key.site_id == grant.site_id
 
+    def connection_options(self, conn: HTTPConnection) -> tuple[bool, int]:
+        """``?batch=1`` and ``?queue=N`` (a smaller queue than the server's, e.g. a tile
+        showing the last 20 events)."""
+        batch = conn.query_params.get("batch", "").lower() in ("1", "true", "yes")
+        raw = conn.query_params.get("queue")
+        queue_size = self.hub.queue_size
+        if raw is not None:
+            if not raw.isdigit() or not 1 <= int(raw) <= self.hub.queue_size:
+                raise FilterError(f"queue must be an integer from 1 to {self.hub.queue_size}, got {raw!r}")
+            queue_size = int(raw)
+        return batch, queue_size
+
     def hello(self, viewer: Viewer, transport: str) -> dict[str, Any]:
         return {"type": "hello", "site_id": viewer.site_id, "transport": transport,
                 "queue_size": viewer.queue.maxlen, "heartbeat_s": self.hub.heartbeat_s,
@@ -158,9 +170,13 @@ class StreamComponent:
         except FilterError as e:
             await self._deny(ws, Denial(400, "bad_filter", str(e)))
             return
-        batch = ws.query_params.get("batch", "") in ("1", "true", "yes")
+        try:
+            batch, queue_size = self.connection_options(ws)
+        except FilterError as e:
+            await self._deny(ws, Denial(400, "bad_option", str(e)))
+            return
         await ws.accept()
-        viewer = self.hub.attach(auth.site_id, filters, batch=batch)
+        viewer = self.hub.attach(auth.site_id, filters, batch=batch, queue_size=queue_size)
         viewer.notify(self.hello(viewer, "websocket"))
         sender = asyncio.create_task(self._ws_send_loop(ws, viewer, auth), name="stream-ws-send")
         receiver = asyncio.create_task(self._ws_receive_loop(ws, viewer), name="stream-ws-receive")
@@ -230,8 +246,11 @@ class StreamComponent:
             filters = Filters.from_query(request.query_params)
         except FilterError as e:
             return JSONResponse({"error": str(e), "reason": "bad_filter"}, status_code=400)
-        batch = request.query_params.get("batch", "") in ("1", "true", "yes")
-        return SSEResponse(self, auth, filters, batch)
+        try:
+            batch, queue_size = self.connection_options(request)
+        except FilterError as e:
+            return JSONResponse({"error": str(e), "reason": "bad_option"}, status_code=400)
+        return SSEResponse(self, auth, filters, batch, queue_size)
 
 
 def drain(viewer: Viewer, limit: int) -> list[str]:
@@ -278,16 +297,17 @@ class SSEResponse:
     comments.  It watches the request's receive channel so a closed connection detaches
     the viewer at once, not at the next write."""
 
-    def __init__(self, component: StreamComponent, grant: Grant, filters: Filters, batch: bool):
+    def __init__(self, component: StreamComponent, grant: Grant, filters: Filters, batch: bool, queue_size: int):
         self.component = component
         self.grant = grant
         self.filters = filters
         self.batch = batch
+        self.queue_size = queue_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         comp = self.component
         hub = comp.hub
-        viewer = hub.attach(self.grant.site_id, self.filters, batch=self.batch)
+        viewer = hub.attach(self.grant.site_id, self.filters, batch=self.batch, queue_size=self.queue_size)
         viewer.notify(comp.hello(viewer, "sse"))
 
         async def watch_disconnect() -> None:
