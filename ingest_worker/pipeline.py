@@ -165,7 +165,9 @@ class Pipeline:
             event = normalize.parse_event(obj, info)
             if isinstance(event, normalize.Rejection):
                 rejected.append({"index": index, "error": event.reason})
-                quarantined.append(self.quarantine_entry(site, req, event, raw=_json_text(obj), index=index))
+                # the raw body when it held just this event, else the event as JSON
+                raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(obj)
+                quarantined.append(self.quarantine_entry(site, req, event, raw=raw, index=index))
                 continue
             key = (site.site_id, event.event_id)
             if key in self.dedupe:  # a retry of an acknowledged event: answer, do not store again
@@ -204,7 +206,7 @@ class Pipeline:
 
     def parse(self, req: IncomingRequest) -> list[Any] | normalize.Rejection:
         if req.query is not None:
-            return [normalize.parse_query(req.query)]
+            return normalize.parse_query(req.query)
         return normalize.parse_body(req.body, req.content_type, self.max_body, self.max_batch)
 
     def quarantine_entry(self, site: SiteConfig, req: IncomingRequest, rejection: normalize.Rejection,
