@@ -39,6 +39,7 @@ from ingest_worker.events import EVENT_TYPES, TrackedEvent, to_row_values
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_HEARTBEAT_S = 15.0
 MAX_BATCH = 256  # events per message when a viewer asked for batches
+DEFAULT_BATCH_LINGER_MS = 10.0  # a batching viewer's writer gathers events this long after waking
 
 
 class FilterError(ValueError):
@@ -224,11 +225,13 @@ class StreamHub:
     else runs on the loop.
     """
 
-    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE, heartbeat_s: float = DEFAULT_HEARTBEAT_S):
+    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+                 batch_linger_s: float = DEFAULT_BATCH_LINGER_MS / 1000):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.queue_size = queue_size
         self.heartbeat_s = heartbeat_s
+        self.batch_linger_s = batch_linger_s
         self.sites: dict[str, SiteHub] = {}  # the hub registry: only sites with viewers
         self.published = 0  # events fanned out (to sites with viewers)
         self.dropped = 0  # messages dropped from full viewer queues

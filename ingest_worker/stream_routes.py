@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ingest_worker.stream import (
+    DEFAULT_BATCH_LINGER_MS,
     DEFAULT_HEARTBEAT_S,
     DEFAULT_QUEUE_SIZE,
     MAX_BATCH,
@@ -95,6 +96,7 @@ class StreamComponent:
         self.hub = StreamHub(
             queue_size=int(_env_number("CLICKSTREAM_STREAM_QUEUE", DEFAULT_QUEUE_SIZE)),
             heartbeat_s=_env_number("CLICKSTREAM_STREAM_HEARTBEAT_S", DEFAULT_HEARTBEAT_S),
+            batch_linger_s=_env_number("CLICKSTREAM_STREAM_BATCH_LINGER_MS", DEFAULT_BATCH_LINGER_MS) / 1000,
         )
         self.ingest_attached = False
         ctx.components["stream"] = self
@@ -225,6 +227,10 @@ class StreamComponent:
             while not viewer.closed:
                 if not await viewer.wait(heartbeat):
                     await ws.send_text(dumps({"type": "heartbeat", "ts": _now_ms()}))
+                elif viewer.batch and self.hub.batch_linger_s:
+                    # gather what arrives in the next few ms into the same message: one
+                    # wake-up and one frame per viewer per linger, not per event
+                    await asyncio.sleep(self.hub.batch_linger_s)
                 if time.monotonic() - checked >= heartbeat:
                     checked = time.monotonic()
                     if not await self.still_authorised(grant):
@@ -330,6 +336,8 @@ class SSEResponse:
                 if not await viewer.wait(hub.heartbeat_s):
                     chunk = f": heartbeat {_now_ms()}\n\n"
                 else:
+                    if viewer.batch and hub.batch_linger_s:
+                        await asyncio.sleep(hub.batch_linger_s)
                     chunk = "".join(f"data: {m}\n\n" for m in drain(viewer, MAX_BATCH))
                 if time.monotonic() - checked >= hub.heartbeat_s:
                     checked = time.monotonic()

@@ -491,3 +491,20 @@ def test_publish_from_the_loop_thread_and_serialise_once(tenants):
         assert hub.sites == {}
 
     asyncio.run(scenario())
+
+
+def test_batch_mode_gathers_events_into_one_message(live, tenants):
+    key = tenants["site_a"].keys["read"]
+
+    async def scenario():
+        ws, hello = await open_viewer(live, key, "&batch=1")
+        assert hello["batch"] is True
+        ids = [live.publish("site_a", "scroll").event_id for _ in range(30)]
+        msgs = await recv_until(ws, lambda m: m["type"] == "batch" and m["events"][-1]["event"]["event_id"] == ids[-1])
+        await ws.close()
+        return ids, msgs
+
+    ids, msgs = asyncio.run(scenario())
+    batches = [m for m in msgs if m["type"] == "batch"]
+    assert [e["event"]["event_id"] for e in events_of(batches)] == ids
+    assert len(batches) < len(ids)  # published in one burst: gathered, not one message per event
