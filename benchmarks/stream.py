@@ -161,7 +161,7 @@ def hub_server_process(data_path: str, port: int, rate: float, seconds: float, s
     server.run()
 
 
-def run_hub_case(hub_url: str, key: str, n: int, args, go, out) -> dict:
+def run_hub_case(hub_url: str, key: str, n: int, args, go, out, server_pid: int) -> dict:
     ctx = mp.get_context("spawn")
     ready, stop, got = ctx.Event(), ctx.Event(), ctx.Queue()
     ws_url = hub_url.replace("http://", "ws://") + f"/v1/stream?token={key}"
@@ -169,8 +169,11 @@ def run_hub_case(hub_url: str, key: str, n: int, args, go, out) -> dict:
     proc.start()
     if not ready.wait(120):
         raise SystemExit("viewers did not connect")
+    cpu0 = (cpu_seconds(server_pid), cpu_seconds(proc.pid), time.monotonic())
     go.set()
     sent = out.get(timeout=args.seconds * 10 + 60)
+    time.sleep(0.3)
+    cpu1 = (cpu_seconds(server_pid), cpu_seconds(proc.pid), time.monotonic())
     stop.set()
     received = got.get(timeout=120)
     proc.join(30)
@@ -187,7 +190,10 @@ def run_hub_case(hub_url: str, key: str, n: int, args, go, out) -> dict:
             "delivery_p50_ms": pct(latencies, 50), "delivery_p99_ms": pct(latencies, 99),
             "delivery_max_ms": max(latencies) if latencies else float("nan"),
             "delivered_share": delivered / max(1, len(sent) * n),
-            "events_per_s_delivered": delivered / max(last - first, 1e-9)}
+            "events_per_s_delivered": delivered / max(last - first, 1e-9),
+            "server_cpu_cores": (cpu1[0] - cpu0[0]) / (cpu1[2] - cpu0[2]),
+            "viewers_cpu_cores": (cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]),
+            "load_average_1m": os.getloadavg()[0]}
 
 
 # -- ingest ------------------------------------------------------------------------------------------
@@ -232,6 +238,15 @@ async def closed_loop_ingest(url: str, seconds: float, concurrency: int = 8) -> 
         start = time.monotonic()
         await asyncio.gather(*(worker(start + seconds) for _ in range(concurrency)))
         return done / (time.monotonic() - start)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -330,7 +345,8 @@ def main() -> None:
             for n in counts:
                 if not args.json:
                     print(f"… hub phase, {n} viewer(s)", file=sys.stderr)
-                hub_cases.append(run_hub_case(f"http://127.0.0.1:{hub_port}", key, n, args, go, out))
+                hub_cases.append(run_hub_case(f"http://127.0.0.1:{hub_port}", key, n, args, go, out,
+                                              hub_proc.pid))
         finally:
             hub_proc.terminate()
             hub_proc.join(20)
@@ -364,11 +380,13 @@ def main() -> None:
 
     t = Table(title=f"hub → WebSocket fan-out at {args.rate:.0f} events/s "
                     f"({'batched' if args.batch_mode else 'one message per event'}; publisher in the server process)")
-    for col in ("viewers", "p50 ms", "p99 ms", "max ms", "delivered share", "events/s delivered"):
+    for col in ("viewers", "p50 ms", "p99 ms", "max ms", "delivered share", "events/s delivered",
+                "server CPU (cores)", "viewers CPU (cores)", "load avg"):
         t.add_column(col, justify="right")
     for c in hub_cases:
         t.add_row(str(c["viewers"]), f"{c['delivery_p50_ms']:.1f}", f"{c['delivery_p99_ms']:.1f}",
-                  f"{c['delivery_max_ms']:.1f}", f"{c['delivered_share']:.3f}", f"{c['events_per_s_delivered']:.0f}")
+                  f"{c['delivery_max_ms']:.1f}", f"{c['delivered_share']:.3f}", f"{c['events_per_s_delivered']:.0f}",
+                  f"{c['server_cpu_cores']:.2f}", f"{c['viewers_cpu_cores']:.2f}", f"{c['load_average_1m']:.1f}")
     Console().print(t)
     t = Table(title=f"through POST /v1/collect at {args.collect_rate:.0f} events/s (latency from the HTTP "
                     "response); ingest throughput with 8 closed-loop posters")

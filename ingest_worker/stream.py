@@ -120,7 +120,7 @@ class Viewer:
     """One connected client: a bounded queue of serialised messages and what it missed."""
 
     __slots__ = ("site_id", "filters", "batch", "queue", "control", "missed", "missed_total", "delivered",
-                 "_wake", "closed")
+                 "_waiter", "closed")
 
     def __init__(self, site_id: str, filters: Filters, queue_size: int, batch: bool = False):
         self.site_id = site_id
@@ -131,8 +131,13 @@ class Viewer:
         self.missed = 0  # dropped since the last notice
         self.missed_total = 0
         self.delivered = 0
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None  # the writer, when it sleeps
         self.closed = False
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(True)
 
     def offer(self, payload: str) -> bool:
         """Queue a message (loop thread only); returns whether an older one was dropped."""
@@ -142,29 +147,35 @@ class Viewer:
             self.missed += 1
             self.missed_total += 1
         q.append(payload)  # a full deque drops its oldest element
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._waiter is not None:
+            self._wake()
         return dropped
 
     def notify(self, message: dict[str, Any]) -> None:
         """Queue a control message, sent before any queued event."""
         self.control.append(dumps(message))
-        self._wake.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wake.set()
+        self._wake()
 
     async def wait(self, timeout: float) -> bool:
-        """Wait until there is something to send (or ``timeout`` passes: False)."""
+        """Wait until there is something to send (False if ``timeout`` passes first).
+
+        A bare future and one timer: cheaper than ``asyncio.wait_for`` on an ``Event``,
+        which matters when a hundred writers wake a hundred times a second."""
         if self.queue or self.control or self.missed or self.closed:
             return True
-        self._wake.clear()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        timer = loop.call_later(timeout, _expire, fut)
+        self._waiter = fut
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await fut
+        finally:
+            self._waiter = None
+            timer.cancel()
 
     def take_missed(self) -> int:
         n, self.missed = self.missed, 0
@@ -177,6 +188,11 @@ class Viewer:
             out.append(q.popleft())
         self.delivered += len(out)
         return out
+
+
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
 
 
 class SiteHub:
