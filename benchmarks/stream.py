@@ -172,8 +172,13 @@ def run_hub_case(hub_url: str, key: str, n: int, args, go, out, server_pid: int)
     cpu0 = (cpu_seconds(server_pid), cpu_seconds(proc.pid), time.monotonic())
     go.set()
     sent = out.get(timeout=args.seconds * 10 + 60)
-    time.sleep(0.3)
-    cpu1 = (cpu_seconds(server_pid), cpu_seconds(proc.pid), time.monotonic())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the server has written everything (it goes idle)
+        before = cpu_seconds(server_pid)
+        time.sleep(0.5)
+        if cpu_seconds(server_pid) - before < 0.02:
+            break
+    cpu1 = (cpu_seconds(server_pid), cpu_seconds(proc.pid), time.monotonic() - 0.5)
     stop.set()
     received = got.get(timeout=120)
     proc.join(30)
@@ -193,6 +198,11 @@ def run_hub_case(hub_url: str, key: str, n: int, args, go, out, server_pid: int)
             "events_per_s_delivered": delivered / max(last - first, 1e-9),
             "server_cpu_cores": (cpu1[0] - cpu0[0]) / (cpu1[2] - cpu0[2]),
             "viewers_cpu_cores": (cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]),
+            # load-independent: CPU per (event, viewer) delivery, and the cores the server would
+            # need for rate x viewers deliveries per second
+            "server_cpu_us_per_delivery": (cpu1[0] - cpu0[0]) / max(delivered, 1) * 1e6,
+            "viewers_cpu_us_per_delivery": (cpu1[1] - cpu0[1]) / max(delivered, 1) * 1e6,
+            "server_cores_needed": (cpu1[0] - cpu0[0]) / max(delivered, 1) * args.rate * n,
             "load_average_1m": os.getloadavg()[0]}
 
 
@@ -381,12 +391,13 @@ def main() -> None:
     t = Table(title=f"hub → WebSocket fan-out at {args.rate:.0f} events/s "
                     f"({'batched' if args.batch_mode else 'one message per event'}; publisher in the server process)")
     for col in ("viewers", "p50 ms", "p99 ms", "max ms", "delivered share", "events/s delivered",
-                "server CPU (cores)", "viewers CPU (cores)", "load avg"):
+                "server CPU (cores)", "µs/delivery", "viewers CPU (cores)", "load avg"):
         t.add_column(col, justify="right")
     for c in hub_cases:
         t.add_row(str(c["viewers"]), f"{c['delivery_p50_ms']:.1f}", f"{c['delivery_p99_ms']:.1f}",
                   f"{c['delivery_max_ms']:.1f}", f"{c['delivered_share']:.3f}", f"{c['events_per_s_delivered']:.0f}",
-                  f"{c['server_cpu_cores']:.2f}", f"{c['viewers_cpu_cores']:.2f}", f"{c['load_average_1m']:.1f}")
+                  f"{c['server_cpu_cores']:.2f}", f"{c['server_cpu_us_per_delivery']:.1f}",
+                  f"{c['viewers_cpu_cores']:.2f}", f"{c['load_average_1m']:.1f}")
     Console().print(t)
     t = Table(title=f"through POST /v1/collect at {args.collect_rate:.0f} events/s (latency from the HTTP "
                     "response); ingest throughput with 8 closed-loop posters")
