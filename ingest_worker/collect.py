@@ -62,7 +62,7 @@ class CollectComponent:
         self.metrics = WorkerMetrics(ctx.registry)
         self.log = DurableLog(ctx.data.log, fsync=os.environ.get("CLICKSTREAM_LOG_FSYNC", "1") != "0")
         self.flusher = Flusher(self.log, ctx.lake, interval=_env_float("CLICKSTREAM_FLUSH_INTERVAL", 0.5),
-                               on_flush=self._flushed)
+                               on_flush=self._flushed, processes=True)
         self.compact_interval = _env_float("CLICKSTREAM_COMPACT_INTERVAL", 300.0)
         self.subscribers: list[pl.Subscriber] = []
         self.pipeline: pl.Pipeline | None = None
@@ -89,7 +89,8 @@ class CollectComponent:
         if leftovers:
             log.warning("replayed %d log segment(s): %d events, %d quarantined, %d duplicates skipped",
                         res.segments, res.events, res.quarantined, res.duplicates)
-        self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=pl.ScoringStage(),
+        scoring = pl.ScoringStage(secret=_identity_secret(self.ctx))
+        self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,
                                     dedupe=dedupe)
         await self.log.start()
         await self.flusher.start()
@@ -236,6 +237,26 @@ def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
             except (ValueError, IndexError, TypeError):
                 continue
     return out
+
+
+def _identity_secret(ctx: AppContext) -> bytes | None:
+    """The key of cookieless visitor ids: ``CLICKSTREAM_ID_SECRET``, else a random secret
+    kept in ``<data>/id_secret`` (created once, mode 0600) so ids survive restarts."""
+    if os.environ.get("CLICKSTREAM_ID_SECRET"):
+        return None  # the Scorer reads the environment itself
+    path = ctx.data.path / "id_secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip() or None
+    import secrets
+
+    value = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+        f.flush()
+        os.fsync(f.fileno())
+    return value
 
 
 def _origin_allowed(origin: str, domain: str) -> bool:

@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import multiprocessing
+import os
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,11 +169,29 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
     return res
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """A flush process must never outlive the server (a SIGKILLed server's orphan could
+    publish rows the restarted server already replayed): ask Linux to kill it with its parent."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _flush_job(segments: list[Path], lake: LakeLayout, dedupe: bool) -> FlushResult:
+    return flush_segments(segments, lake, dedupe_against_lake=dedupe)
+
+
 class Flusher:
     """Background task: rotate the log, publish closed segments, delete them."""
 
     def __init__(self, log_: DurableLog, lake: LakeLayout, *, interval: float = 0.5,
-                 on_flush: Callable[[FlushResult], None] | None = None):
+                 on_flush: Callable[[FlushResult], None] | None = None, processes: bool = False):
         self.log = log_
         self.lake = lake
         self.interval = interval
@@ -182,6 +203,19 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.processes = processes
+        self._pool: Executor | None = None
+
+    def _executor(self) -> Executor:
+        """Building Parquet is CPU work: it runs in a separate process (``processes=True``,
+        the server's default) so it never holds the request loop's GIL."""
+        if self._pool is None:
+            if self.processes:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_die_with_parent, initargs=(os.getpid(),))
+            else:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flusher")
+        return self._pool
 
     def replay(self, leftovers: list[Path]) -> FlushResult:
         """On start: publish what the log holds from before, exactly once, then delete it."""
@@ -203,6 +237,9 @@ class Flusher:
         if self._task is not None:
             await self._task
         await self.flush_now()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     async def flush_now(self) -> FlushResult:
         async with self._lock:
@@ -212,7 +249,8 @@ class Flusher:
                 return FlushResult()
             dedupe = bool(self._retry.intersection(segments))
             try:
-                res = await asyncio.to_thread(flush_segments, segments, self.lake, dedupe_against_lake=dedupe)
+                loop = asyncio.get_running_loop()
+                res = await loop.run_in_executor(self._executor(), _flush_job, segments, self.lake, dedupe)
             except Exception as e:
                 self._retry.update(segments)
                 self.last_error = f"{type(e).__name__}: {e}"

@@ -68,7 +68,7 @@ class VisitorState:
         "social_proof", "price_signals", "back_forth", "reloads", "last_funnel_ms",
         "scroll_sum", "page_scroll", "engaged_ms", "top_sum", "page_top",
         "page_start_ms", "page_clicks", "page_key", "prev_page_key",
-        "gap_n", "gap_mean", "gap_m2", "fast_gaps",
+        "last_action_ms", "gap_n", "gap_mean", "gap_m2", "fast_gaps",
         "c1_t", "c1_x", "c1_y", "c1_k", "c2_t", "c2_x", "c2_y", "c2_k", "in_burst",
     )
 
@@ -123,6 +123,7 @@ class VisitorState:
         self.page_clicks = 0
         self.page_key = 0
         self.prev_page_key = 0
+        self.last_action_ms = 0
         self.gap_n = 0
         self.gap_mean = 0.0
         self.gap_m2 = 0.0

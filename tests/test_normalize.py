@@ -94,11 +94,11 @@ def test_form_body_is_refused():
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
-    max_leaves=25,
+    max_leaves=12,
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_parse_body_never_raises(raw):
     out = parse_body(raw, "application/json", max_batch=3)
@@ -117,7 +117,7 @@ event_like = st.dictionaries(fieldish, json_values, max_size=8).map(
 )
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(json_values | event_like | st.builds(lambda t, d: {**d, "type": t}, st.sampled_from(EVENT_TYPES), event_like))
 def test_parse_event_never_raises(obj):
     out = parse_event(obj, req())

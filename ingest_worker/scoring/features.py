@@ -18,9 +18,10 @@ Definitions (docs/scores.md has the full table):
   is a page view of the current page;
 * **engaged time**: the larger of the summed inter-event gaps (each capped at 5 minutes) and
   the summed per-page maxima of the SDK's ``time_on_page_ms``;
-* **timing regularity**: running mean / variance (Welford) of the inter-event gaps of the
-  session, giving their coefficient of variation; ``fast_gaps`` counts gaps under 150 ms
-  between events that are not clicks.
+* **timing regularity**: running mean / variance (Welford) of the gaps between the session's
+  actions (every event but ``engagement`` — the SDK's heartbeat timer is regular by design),
+  giving their coefficient of variation; ``fast_gaps`` counts gaps under 150 ms before
+  actions that are not clicks.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ FAST_GAP_MS = 150
 # page-class bits
 PRICING, PRODUCT, CART, CHECKOUT, SOCIAL, PRICE_SIGNAL = 1, 2, 4, 8, 16, 32
 PAGE_PATTERNS: tuple[tuple[int, re.Pattern[str]], ...] = (
-    (PRICING, re.compile(r"/(pricing|plans?|prices?|tarifs?|subscribe|subscription|upgrade)(/|$|\.|-)")),
+    (PRICING, re.compile(r"/(pricing|plans?|prices?|tarifs?|subscribe|subscription|upgrade)(/|$|\.)")),
     (PRODUCT, re.compile(r"/(products?|p|items?|shop|store|collections?|catalog|catalogue|dp|sku)(/|$)")),
     (CART, re.compile(r"/(cart|basket|bag)(/|$|\.)")),
     (CHECKOUT, re.compile(r"/(checkout|payment|billing|order|purchase)(/|$|\.)")),
@@ -127,6 +128,7 @@ def observe(state: VisitorState, event: TrackedEvent, own_hosts: frozenset[str] 
         state.channel = ch
         state.channel_evidence = _evidence(event, ch)
         state.page_start_ms = t
+        state.last_action_ms = t
         gap = -1
     else:
         gap = t - state.last_ms
@@ -135,6 +137,12 @@ def observe(state: VisitorState, event: TrackedEvent, own_hosts: frozenset[str] 
     # -- timing ---------------------------------------------------------------------------------
     if gap >= 0:
         state.engaged_ms += gap if gap < ACTIVE_GAP_CAP_MS else ACTIVE_GAP_CAP_MS
+    if etype != "engagement" and gap >= 0:
+        # regularity is measured on actions, not on the SDK's own 30 s engagement timer
+        gap = t - state.last_action_ms
+        if gap < 0:
+            gap = 0
+        state.last_action_ms = t if t > state.last_action_ms else state.last_action_ms
         n = state.gap_n + 1
         delta = gap - state.gap_mean
         mean = state.gap_mean + delta / n

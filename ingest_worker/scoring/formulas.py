@@ -72,6 +72,7 @@ def build(W: dict[str, Any]) -> Compute:
     w = W["conversion_prob"]
     p_bias, p_pricing, p_product, p_cart, p_checkout = w["bias"], w["pricing"], w["product"], w["cart"], w["checkout"]
     p_atc, p_eng, p_pv, p_ret, p_buyer = w["add_to_cart"], w["engagement"], w["pageviews"], w["returning"], w["buyer"]
+    p_minutes, p_hist = w["engaged_minutes"], w["history"]
     p_frus, p_bot, p_channel = w["frustration"], w["bot"], w["channel"]
     prior = dict(W["channel_prior"])
 
@@ -196,6 +197,7 @@ def build(W: dict[str, Any]) -> Compute:
         z = (p_bias + p_pricing * log1p(pricing) + p_product * log1p(product)
              + p_cart * (cart if cart < 3 else 3) + p_checkout * (checkout if checkout < 3 else 3)
              + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + p_pv * log1p(pv)
+             + p_minutes * log1p(engaged_ms / 60_000.0) + p_hist * log1p(s.prev_intent_visits)
              + (p_ret if s.session_number > 1 else 0.0) + p_buyer * buyer + p_frus * frustration + p_bot * bot
              + p_channel * prior.get(s.channel, 0.0))
         conversion = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
