@@ -16,6 +16,8 @@ def serve(
                                            help="Seconds between WebSocket pings (live stream dead-peer detection)."),
     ws_ping_timeout: float = typer.Option(20.0, "--ws-ping-timeout",
                                           help="Seconds to wait for a pong before closing a WebSocket."),
+    graceful_timeout: float = typer.Option(5.0, "--graceful-timeout",
+                                           help="Seconds open requests (live SSE streams) get at shutdown."),
     data: str | None = DataOption,
 ) -> None:
     """Serve collect, SQL, stream, dashboards, /healthz and /metrics."""
@@ -31,7 +33,8 @@ def serve(
     app = build_app(ctx)
     console.print(f"clickstream-lake serving {ctx.data.path} on http://{host}:{port}", style="bold")
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout)
+                ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout,
+                timeout_graceful_shutdown=graceful_timeout)
 
 
 def register(app: typer.Typer) -> None:

@@ -351,6 +351,11 @@ class SSEResponse:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went away mid-write
+        except asyncio.CancelledError:
+            # an SSE response never ends by itself: at shutdown uvicorn cancels it after
+            # `serve --graceful-timeout`; end the stream properly (clients reconnect)
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             hub.detach(viewer)
             watcher.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import statistics
 import time
 import uuid
@@ -135,3 +136,44 @@ def test_a_stalled_viewer_does_not_slow_collect(server, tenants, capsys):
     assert dropped > 0 and sum(missed) == dropped
     assert len(events) + sum(missed) == total
     assert med_with < 2 * med_without + 20  # ms; the stalled viewer is not waited for
+
+
+def test_server_stops_promptly_with_open_streams(server_factory, tenants):
+    """SIGTERM with a WebSocket and an SSE viewer attached: the server still exits (an SSE
+    response never ends by itself; --graceful-timeout bounds the wait)."""
+    import threading
+
+    srv = server_factory(extra_args=["--graceful-timeout", "1"])
+    key = tenants["site_a"].keys["read"]
+    ended = threading.Event()
+
+    def hold_sse():
+        try:
+            with httpx.stream("GET", f"{srv.url}/v1/stream.sse?token={key}", timeout=None) as r:
+                for _ in r.iter_lines():
+                    pass
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    threading.Thread(target=hold_sse, daemon=True).start()
+
+    async def scenario():
+        ws = await connect(srv.url.replace("http://", "ws://") + f"/v1/stream?token={key}", compression=None)
+        assert (await recv_json(ws))["type"] == "hello"
+        deadline = time.monotonic() + 5
+        while stream_health(srv.url)["viewers"] < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert stream_health(srv.url)["viewers"] == 2
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(srv.proc.wait, 20)
+        with pytest.raises(Exception):  # noqa: B017 - the socket is closed one way or another
+            await recv_json(ws, 5)
+        return code, time.monotonic() - t0
+
+    code, took = asyncio.run(scenario())
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly
+    assert code in (0, -signal.SIGTERM) and took < 10, (code, took, srv.log())
+    assert "Traceback" not in srv.log()
+    assert ended.wait(5)
