@@ -213,15 +213,22 @@ def body() -> dict:
                         "visitor_id": f"v{i}", "ts": now} for i in range(BATCH)]}
 
 
-async def paced_ingest(url: str, rate: float, seconds: float) -> dict[str, float]:
-    """Open-loop load: a batch every BATCH/rate seconds, not waiting for earlier answers."""
+async def paced_ingest(url: str, rate: float, seconds: float, failures: dict[str, int]) -> dict[str, float]:
+    """Open-loop load: a batch every BATCH/rate seconds, not waiting for earlier answers.
+    Answers other than 200 are counted in ``failures`` by status (or exception name)."""
     acks: dict[str, float] = {}
     interval = BATCH / rate
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
         async def one(b: dict) -> None:
-            r = await client.post(url + "/v1/collect", json=b, headers={"Host": HOST, "User-Agent": UA})
+            try:
+                r = await client.post(url + "/v1/collect", json=b, headers={"Host": HOST, "User-Agent": UA})
+            except httpx.HTTPError as e:
+                failures[type(e).__name__] = failures.get(type(e).__name__, 0) + 1
+                return
             now = time.monotonic()
-            if r.status_code == 200:
+            if r.status_code != 200:
+                failures[str(r.status_code)] = failures.get(str(r.status_code), 0) + 1
+            else:
                 for e in b["events"]:
                     acks[e["event_id"]] = now
 
@@ -277,9 +284,10 @@ def run_case(url: str, key: str, n: int, args) -> dict:
         if not ready.wait(120):
             raise SystemExit("viewers did not connect")
     throughput = asyncio.run(closed_loop_ingest(url, args.closed_seconds))
-    acks = asyncio.run(paced_ingest(url, args.collect_rate, args.seconds))
+    failures: dict[str, int] = {}
+    acks = asyncio.run(paced_ingest(url, args.collect_rate, args.seconds, failures))
     ingest_span = max(acks.values()) - min(acks.values()) if acks else 0.0
-    result = {"viewers": n, "events_acked": len(acks), "ingest_events_per_s_paced": len(acks) / max(ingest_span, 1e-9),
+    result = {"viewers": n, "events_acked": len(acks), "failed_requests": failures, "ingest_events_per_s_paced": len(acks) / max(ingest_span, 1e-9),
               "ingest_events_per_s_max": throughput}
     if proc is not None:
         stop.set()
