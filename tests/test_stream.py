@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -508,3 +510,30 @@ def test_batch_mode_gathers_events_into_one_message(live, tenants):
     batches = [m for m in msgs if m["type"] == "batch"]
     assert [e["event"]["event_id"] for e in events_of(batches)] == ids
     assert len(batches) < len(ids)  # published in one burst: gathered, not one message per event
+
+
+@settings(deadline=None)
+@given(queue_size=st.integers(1, 20),
+       ops=st.lists(st.one_of(st.just("offer"), st.integers(1, 30)), max_size=200))
+def test_viewer_queue_accounts_for_every_event(queue_size, ops):
+    """Whatever the interleaving of publishing and (partial) reading: every offered event is
+    delivered, still queued, or announced as missed — and order is kept."""
+    from ingest_worker.stream import Viewer
+
+    v = Viewer("site_a", Filters(), queue_size)
+    offered, taken, announced = 0, [], 0
+    for op in ops:
+        if op == "offer":
+            v.offer(str(offered))
+            offered += 1
+        else:
+            announced += v.take_missed()
+            taken.extend(v.take(op))
+    announced += v.take_missed()
+    assert len(taken) + len(v.queue) + announced == offered
+    assert v.missed_total == announced and v.delivered == len(taken)
+    seen = [int(x) for x in taken + list(v.queue)]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert len(v.queue) <= queue_size
+    if offered:
+        assert seen[-1] == offered - 1  # the newest is never the one dropped
