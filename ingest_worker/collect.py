@@ -232,9 +232,11 @@ def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
         for payload in read_segment(seg):
             try:
                 rec = orjson.loads(payload)
-                if rec[0] == "e":
+                if rec[0] == "v":
+                    out.append((rec[1]["site_id"], rec[1]["event_id"]))
+                elif rec[0] == "e":
                     out.append((rec[2], rec[3][BLOB_INDEX["event_id"] - 1]))
-            except (ValueError, IndexError, TypeError):
+            except (ValueError, IndexError, TypeError, KeyError):
                 continue
     return out
 

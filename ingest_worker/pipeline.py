@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clickstream_lake import codec
 from clickstream_lake.control.config import ConfigCache, SiteConfig
 from ingest_worker import normalize
 from ingest_worker.durable_log import DurableLog, LogOverloaded, LogWriteError
@@ -182,7 +181,7 @@ class Pipeline:
             self.dedupe.add(key)
             reserved.append(key)
             scores, cookie_ok = self.scoring(event, site)
-            records.append(event_record(codec.encode(to_row_values(event))))
+            records.append(event_record(to_row_values(event)))  # packed into the AE row by the flusher
             accepted.append((event, scores))
 
         if not accepted and not duplicates:

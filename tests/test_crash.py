@@ -128,3 +128,13 @@ def test_log_that_cannot_be_written_answers_503_and_acknowledges_nothing_unstore
         proc.wait(timeout=30)
     ids = lake_ids(data_dir.path, "site_a")
     assert sorted(ids) == sorted(acked), "the lake must hold exactly the acknowledged events"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_graceful_stop_flushes_everything_acknowledged(server_factory, tenants, data_dir, sig):
+    s = server_factory(env={"CLICKSTREAM_FLUSH_INTERVAL": "30"})  # only the stop can flush
+    evs = [event() for _ in range(50)]
+    assert post(s.url, "t.beta.test", {"events": evs}).status_code == 200
+    s.proc.send_signal(sig)
+    assert s.proc.wait(timeout=60) is not None
+    assert sorted(lake_ids(data_dir.path, "site_b")) == sorted(e["event_id"] for e in evs)
