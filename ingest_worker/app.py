@@ -28,6 +28,7 @@ COMPONENTS: list[str] = [
     "ingest_worker.collect:component",
     "clickstream_lake.api.sql:component",
     "clickstream_lake.export.schedule:component",
+    "ingest_worker.stream:component",
 ]
 
 
