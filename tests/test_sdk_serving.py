@@ -228,3 +228,12 @@ def test_site_privacy_settings_reach_the_script(server_factory, tenants, data_di
     assert a.headers["etag"] != b.headers["etag"]
     # a tag of one site's variant does not revalidate the other's
     assert _get(srv.url, "/sdk.js", tenants["site_b"].hostname, **{"If-None-Match": a.headers["etag"]})[0].status_code == 200
+
+
+def test_demo_hook_skips_gracefully_without_chromium(monkeypatch):
+    from ingest_worker import sdk_demo
+
+    monkeypatch.setattr(sdk_demo, "find_chromium", lambda: None)
+    messages: list[str] = []
+    assert sdk_demo.drive_browser_visits("http://127.0.0.1:1", "t.alpha.test", 3, log=messages.append) == 0
+    assert messages and "skipped" in messages[0] and "chromium" in messages[0].lower()

@@ -79,7 +79,7 @@
   const call = (cb, res) => { try { cb(res); } catch (e) { setTimeout(() => { throw e; }); } };
 
   // ---- the page: engagement time (visible and focused only) and scroll depth
-  let pageUrl = "", referrer = d.referrer, engaged = 0, since = 0, maxDepth = 0, marks = 0, hidden = false;
+  let pageUrl = "", pageTitle = "", referrer = d.referrer, engaged = 0, since = 0, maxDepth = 0, marks = 0, hidden = false;
   const active = () => d.visibilityState === "visible" && d.hasFocus();
   const tick = () => { const t = now(); if (since) engaged += t - since; since = active() ? t : 0; return engaged; };
   const depth = () => {
@@ -101,6 +101,7 @@
 
   function pageView() {
     pageUrl = here();
+    pageTitle = d.title;
     engaged = 0;
     since = active() ? now() : 0;
     maxDepth = depth();
@@ -109,7 +110,7 @@
   }
   function leavePage() {
     for (const c of pending.slice()) settle(c, true);
-    enqueue(base("engagement"));
+    enqueue(base("engagement", { url: pageUrl, title: pageTitle })); // the page being left
   }
   function routeChanged() {
     if (here() === pageUrl) return; // same page (or a hash change)
