@@ -209,3 +209,22 @@ def drive_browser_visits(base_url: str, hostname: str, n_visits: int, *, page_ho
     log(f"browser visits: {done}/{n_visits} through the SDK on http://{page_host} → {hostname}, "
         f"{with_scores} got scores back in the page")
     return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest_worker.sdk_demo --url http://127.0.0.1:8787 --hostname t.shop.example``"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=drive_browser_visits.__doc__)
+    ap.add_argument("--url", required=True, help="the running clickstream serve, e.g. http://127.0.0.1:8787")
+    ap.add_argument("--hostname", required=True, help="a tracking hostname registered for the site")
+    ap.add_argument("--visits", type=int, default=3)
+    ap.add_argument("--page-host", default=None, help="the site's domain the page is served on")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    drive_browser_visits(args.url, args.hostname, args.visits, page_host=args.page_host, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

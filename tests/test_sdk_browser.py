@@ -12,11 +12,10 @@ left the browser in clear, and the page's onScores callback received scores.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import time
 from pathlib import Path
-
-import importlib.util
 
 import duckdb
 import pytest
@@ -30,8 +29,9 @@ WORKER_READY = all(importlib.util.find_spec(m) for m in ("ingest_worker.collect"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(find_chromium() is None, reason="no Chromium at /usr/bin/chromium: run scripts/ensure_chromium.sh"),
-    pytest.mark.skipif(not WORKER_READY, reason="POST /v1/collect (ingest_worker.collect + .scoring) is not on this branch"),
 ]
+needs_worker = pytest.mark.skipif(
+    not WORKER_READY, reason="POST /v1/collect (ingest_worker.collect + .scoring) is not on this branch")
 
 PAGES = Path(__file__).parent / "pages"
 VIEWS = Path(__file__).parent.parent / "sql" / "views" / "events.sql"
@@ -89,6 +89,7 @@ def browser_factory():
             b.close()
 
 
+@needs_worker
 def test_sdk_in_a_real_browser_lands_events_and_hands_back_scores(server, tenants, pages, browser_factory):
     site = tenants["site_a"]
     browser = browser_factory(launch_args({site.hostname: server.port, site.domain: pages.port}))
@@ -273,6 +274,7 @@ def _set_config(data_dir, site_id: str, **updates) -> None:
     db.close()
 
 
+@needs_worker
 def test_consent_required_nothing_is_kept_and_no_hash_is_sent_before_consent(
         server_factory, tenants, data_dir, pages, browser_factory):
     site = tenants["site_a"]
@@ -307,6 +309,7 @@ def test_consent_required_nothing_is_kept_and_no_hash_is_sent_before_consent(
     assert all((r["hem"] == HEM) == (r["consent"] == "1") for r in rows), "only events after consent carry the hash"
 
 
+@needs_worker
 def test_global_privacy_control_is_respected_when_the_site_says_so(
         server_factory, tenants, data_dir, pages, browser_factory):
     site = tenants["site_a"]
@@ -326,6 +329,7 @@ def test_global_privacy_control_is_respected_when_the_site_says_so(
     assert normal.page.evaluate("clickstream.disabled") is False and normal.collect
 
 
+@needs_worker
 @pytest.mark.slow
 def test_events_are_retried_with_the_same_event_id_while_the_worker_is_down(
         server_factory, tenants, pages, browser_factory):
@@ -348,6 +352,7 @@ def test_events_are_retried_with_the_same_event_id_while_the_worker_is_down(
     assert [r["event_id"] for r in rows].count(event_id) == 1
 
 
+@needs_worker
 @pytest.mark.slow
 def test_demo_hook_drives_visits_through_a_real_browser(server, tenants):
     from ingest_worker.sdk_demo import drive_browser_visits
@@ -361,3 +366,45 @@ def test_demo_hook_drives_visits_through_a_real_browser(server, tenants):
     assert len(visits) == 2 and len({r["visitor_id"] for r in visits}) == 2, "each visit is a new visitor"
     assert {"page_view", "click", "scroll", "custom"} <= {r["event_type"] for r in rows}
     assert any("got scores" in m for m in messages)
+
+
+def test_engagement_counts_only_visible_and_focused_time(server, tenants, pages, browser_factory):
+    """Headless pages are always visible and focused, so the page is told otherwise: focus
+    moves away (hasFocus false + blur), then the tab is hidden (visibilityState + event)."""
+    site = tenants["site_a"]
+    browser = browser_factory(launch_args({site.hostname: server.port, site.domain: pages.port}))
+    v = Visit(browser, f"http://{site.domain}/shop.html")
+    v.page.wait_for_timeout(800)
+    v.page.evaluate("""() => {
+        window.__hasFocus = Document.prototype.hasFocus;
+        Document.prototype.hasFocus = () => false;
+        window.dispatchEvent(new Event('blur'));
+    }""")
+    v.page.wait_for_timeout(1500)  # not focused: not counted
+    v.page.evaluate("""() => {
+        Document.prototype.hasFocus = window.__hasFocus;
+        window.dispatchEvent(new Event('focus'));
+    }""")
+    v.page.wait_for_timeout(500)
+    v.page.evaluate("""() => {
+        Object.defineProperty(document, 'visibilityState', {get: () => 'hidden', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    v.page.wait_for_timeout(1500)  # hidden: not counted
+    v.page.evaluate("""() => {
+        delete document.visibilityState;
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    v.page.wait_for_timeout(500)
+    wall_ms = v.page.evaluate("performance.now()")
+    v.page.click("#spa-link")  # leaving the page by pushState: its engagement event goes out
+    v.page.evaluate("clickstream.flush()")
+    v.page.wait_for_timeout(500)
+    engagement = [e for e in v.events() if e["type"] == "engagement"]
+    assert len(engagement) == 2, engagement  # on hide, then on leaving by SPA navigation
+    at_hide, at_leave = (e["time_on_page_ms"] for e in engagement)
+    assert all(e["url"].endswith("/shop.html") for e in engagement)
+    assert 1200 <= at_hide <= 1300 + 500 + 800, at_hide  # ~800 before blur + ~500 after focus
+    assert at_leave - at_hide >= 400, "visible again: counted again"
+    assert at_leave <= wall_ms - 2 * 1400, (at_leave, wall_ms)
+    v.context.close()
