@@ -246,17 +246,21 @@ class Visit:
         if init_script:
             self.context.add_init_script(init_script)
         self.page = self.context.new_page()
-        self.collect: list[dict] = []  # {"body", "cookie"} of each request to /v1/collect
+        self.collect: list = []  # each request to /v1/collect
         self.page.on("request", self._record)
         self.page.goto(url)
         self.page.wait_for_function("window.clickstream && window.clickstream.version")
 
     def _record(self, req) -> None:
         if "/v1/collect" in req.url:
-            self.collect.append({"body": req.post_data or "", "cookie": req.headers.get("cookie", "")})
+            self.collect.append(req)
 
     def events(self) -> list[dict]:
-        return [e for r in self.collect for e in json.loads(r["body"])["events"]]
+        return [e for r in self.collect for e in json.loads(r.post_data)["events"]]
+
+    def cookie_headers(self) -> list[str]:
+        """The Cookie header each collect request went out with ('' without one)."""
+        return [r.all_headers().get("cookie", "") for r in self.collect]
 
     def cookie_names(self) -> set[str]:
         return {c["name"] for c in self.context.cookies()}
@@ -291,7 +295,7 @@ def test_consent_required_nothing_is_kept_and_no_hash_is_sent_before_consent(
     before = v.events()
     assert {e["type"] for e in before} == {"page_view", "click"}, "identify waits for consent"
     assert all(e["consent"] is False and "hem" not in e for e in before)
-    assert all(r["cookie"] == "" for r in v.collect), "credentials are omitted before consent"
+    assert v.cookie_headers() == [""] * len(v.collect), "credentials are omitted before consent"
     assert "_cs_vid" not in v.cookie_names(), "no cookie is kept before consent"
     assert v.page.evaluate("[localStorage.length, sessionStorage.length]") == [0, 0]
 
@@ -301,11 +305,14 @@ def test_consent_required_nothing_is_kept_and_no_hash_is_sent_before_consent(
     assert [e["type"] for e in after] == ["identify"] and after[0]["hem"] == hem == HEM
     assert after[0]["consent"] is True
     assert "_cs_vid" in v.cookie_names(), "after consent the worker's cookie is kept"
+    v.page.evaluate("clickstream.track('after_consent')")
+    v.page.wait_for_function("window.__scores.length >= 4")
+    assert v.cookie_headers()[-1].startswith("_cs_vid="), "and sent with the next batch"
     v.context.close()
 
-    rows = wait_for_lake(srv.data.lake, "site_a", lambda rs: any(r["event_type"] == "identify" for r in rs))
+    rows = wait_for_lake(srv.data.lake, "site_a", lambda rs: {"identify", "custom"} <= {r["event_type"] for r in rs})
     consent = {r["event_type"]: r["consent"] for r in rows if r["event_type"] != "engagement"}
-    assert consent == {"page_view": "0", "click": "0", "identify": "1"}, consent
+    assert consent == {"page_view": "0", "click": "0", "identify": "1", "custom": "1"}, consent
     assert all((r["hem"] == HEM) == (r["consent"] == "1") for r in rows), "only events after consent carry the hash"
 
 
