@@ -25,6 +25,7 @@ from clickstream_lake.context import AppContext
 
 # "module:factory" strings, imported lazily so a component's dependencies load only here.
 COMPONENTS: list[str] = [
+    "ingest_worker.collect:component",
     "ingest_worker.sdk:component",
 ]
 

@@ -1,0 +1,289 @@
+"""Ingest benchmark: a real ``clickstream serve`` subprocess and a load generator on the same machine.
+
+Measures, in one run:
+
+1. single-event ``POST /v1/collect`` at a steady (open-loop) 500 req/s: p50/p99 latency,
+   beside ``GET /healthz`` at the same rate as the framework's floor (baseline);
+2. batched ingestion (batches of 100, closed loop over a few connections) for ``--duration``
+   seconds (default 60): events/s acknowledged, and events/s sustained into Parquet
+   (acknowledged events / time until every one of them is readable in the lake);
+3. acknowledgement → visible in Parquet: p50/p99 over single events sent at 20/s.
+
+    python benchmarks/ingest.py [--duration 60] [--rate 500] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clickstream_lake.control import sites as sites_mod  # noqa: E402
+from clickstream_lake.control.config import set_config  # noqa: E402
+from clickstream_lake.control.db import ControlDB  # noqa: E402
+from clickstream_lake.settings import DataDir  # noqa: E402
+
+HOST = "t.bench.test"
+UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15"
+
+
+# --- a minimal keep-alive HTTP/1.1 client (httpx costs more CPU than the server under test) ---------
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        return cls(r, w)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: {UA}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        payload = await self.reader.readexactly(length) if length else b""
+        return status, payload
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _event(**extra) -> dict:
+    return {"type": "page_view", "url": "/pricing?utm_source=bench", "event_id": uuid.uuid4().hex,
+            "ts": int(time.time() * 1000), "title": "Pricing", "screen": "1920x1080", "visitor_id": None, **extra}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+# --- phases ---------------------------------------------------------------------------------------------
+async def steady_rate(port: int, rate: float, seconds: float, method: str, path: str, make_body) -> dict:
+    """Open loop: request i is due at t0 + i/rate, on one of a few keep-alive connections."""
+    n = int(rate * seconds)
+    conns = [await Conn.open(port) for _ in range(8)]
+    latencies: list[float] = []
+    errors = 0
+    t0 = time.perf_counter() + 0.05
+    lateness: list[float] = []
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        c = conns[k]
+        for i in range(k, n, len(conns)):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                lateness.append(-delay)
+            body = make_body()
+            start = time.perf_counter()
+            status, _ = await c.request(method, path, body)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                errors += 1
+
+    await asyncio.gather(*(worker(k) for k in range(len(conns))))
+    for c in conns:
+        c.close()
+    elapsed = time.perf_counter() - t0
+    return {"requests": n, "errors": errors, "achieved_rps": n / elapsed,
+            "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
+            "max_ms": max(latencies) * 1e3, "late_sends": len([x for x in lateness if x > 0.002])}
+
+
+async def batched(port: int, seconds: float, batch: int, connections: int) -> dict:
+    conns = [await Conn.open(port) for _ in range(connections)]
+    acked = 0
+    errors = 0
+    ids: list[str] = []
+    deadline = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+
+    async def worker(c: Conn) -> None:
+        nonlocal acked, errors
+        while time.perf_counter() < deadline:
+            evs = [_event(type="scroll", scroll_depth=40) for _ in range(batch)]
+            status, _ = await c.request("POST", "/v1/collect", json.dumps({"events": evs}).encode())
+            if status == 200:
+                acked += batch
+                ids.extend(e["event_id"] for e in evs[-1:])
+            else:
+                errors += 1
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return {"acked": acked, "errors": errors, "seconds": elapsed, "acked_eps": acked / elapsed}
+
+
+def lake_count(lake: Path) -> int:
+    total = 0
+    for f in lake.glob("events/site_id=*/dt=*/*.parquet"):
+        try:
+            total += pq.ParquetFile(f).metadata.num_rows
+        except (FileNotFoundError, OSError):
+            pass
+    return total
+
+
+async def visibility(port: int, lake: Path, n: int, rate: float) -> dict:
+    seen: dict[str, float] = {}
+    known_files: set[Path] = set()
+    stop = threading.Event()
+
+    def watcher() -> None:
+        while not stop.is_set():
+            for f in lake.glob("events/site_id=*/dt=*/*.parquet"):
+                if f in known_files:
+                    continue
+                known_files.add(f)
+                now = time.perf_counter()
+                try:
+                    for eid in pq.read_table(f, columns=["blob18"]).column(0).to_pylist():
+                        seen.setdefault(eid, now)
+                except (FileNotFoundError, OSError):
+                    known_files.discard(f)
+            time.sleep(0.02)
+
+    for f in lake.glob("events/site_id=*/dt=*/*.parquet"):
+        known_files.add(f)
+    t = threading.Thread(target=watcher, daemon=True)
+    t.start()
+    conn = await Conn.open(port)
+    acks: dict[str, float] = {}
+    for _ in range(n):
+        ev = _event()
+        status, _ = await conn.request("POST", "/v1/collect", json.dumps(ev).encode())
+        if status == 200:
+            acks[ev["event_id"]] = time.perf_counter()
+        await asyncio.sleep(1 / rate)
+    deadline = time.perf_counter() + 15
+    while time.perf_counter() < deadline and not set(acks) <= set(seen):
+        await asyncio.sleep(0.05)
+    stop.set()
+    t.join()
+    conn.close()
+    delays = [seen[i] - acks[i] for i in acks if i in seen]
+    return {"events": len(acks), "visible": len(delays), "p50_s": pct(delays, 50), "p99_s": pct(delays, 99),
+            "max_s": max(delays) if delays else float("nan")}
+
+
+# --- setup ------------------------------------------------------------------------------------------------
+def start_server(data: DataDir, port: int) -> subprocess.Popen:
+    import httpx
+
+    env = {**os.environ, "CLICKSTREAM_DATA": str(data.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "clickstream_lake", "serve", "--port", str(port),
+                             "--data", str(data.path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of batched ingestion (default 60)")
+    ap.add_argument("--rate", type=float, default=500.0, help="single-event requests per second")
+    ap.add_argument("--single-seconds", type=float, default=10.0)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    args = ap.parse_args()
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tempfile.TemporaryDirectory(prefix="cs-bench-")
+    data = DataDir.resolve(Path(tmp.name) / "data").ensure()
+    db = ControlDB(data.control_db)
+    db.migrate()
+    sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
+    set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
+    db.close()
+    proc = start_server(data, port)
+    out: dict = {"cpus": os.cpu_count()}
+    try:
+        loop = asyncio.new_event_loop()
+        # warm up
+        loop.run_until_complete(steady_rate(port, 200, 1.0, "POST", "/v1/collect", lambda: json.dumps(_event()).encode()))
+        out["baseline_healthz"] = loop.run_until_complete(
+            steady_rate(port, args.rate, args.single_seconds, "GET", "/healthz", lambda: b""))
+        out["single_event"] = loop.run_until_complete(
+            steady_rate(port, args.rate, args.single_seconds, "POST", "/v1/collect",
+                        lambda: json.dumps(_event()).encode()))
+        before = lake_count(data.lake)
+        b = loop.run_until_complete(batched(port, args.duration, args.batch, args.connections))
+        t_end = time.perf_counter()
+        target = before + b["acked"] + (0)
+        while lake_count(data.lake) < target and time.perf_counter() - t_end < 60:
+            time.sleep(0.05)
+        drained = time.perf_counter() - t_end
+        b["drain_after_load_s"] = drained
+        b["sustained_into_parquet_eps"] = b["acked"] / (b["seconds"] + drained)
+        out["batched"] = b
+        out["ack_to_parquet"] = loop.run_until_complete(visibility(port, data.lake, 200, 20.0))
+        loop.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        tmp.cleanup()
+    s, base, bt, vis = out["single_event"], out["baseline_healthz"], out["batched"], out["ack_to_parquet"]
+    out["ratios"] = {"single_p99_vs_healthz_p99": s["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None}
+    out["targets"] = {"single_p99_le_3ms": s["p99_ms"] <= 3.0, "batched_ge_20k_eps": bt["sustained_into_parquet_eps"] >= 20_000,
+                      "visible_p99_le_5s": vis["p99_s"] <= 5.0}
+    if args.json:
+        print(json.dumps(out))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"ingest benchmark ({out['cpus']} CPUs, server + load generator on one machine)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    t.add_row(f"single event p50 @ {args.rate:.0f} req/s", f"{s['p50_ms']:.2f} ms", "")
+    t.add_row(f"single event p99 @ {args.rate:.0f} req/s", f"{s['p99_ms']:.2f} ms", "≤ 3 ms")
+    t.add_row("  baseline GET /healthz p50 / p99", f"{base['p50_ms']:.2f} / {base['p99_ms']:.2f} ms", "")
+    t.add_row("  achieved rate / errors", f"{s['achieved_rps']:.0f} / {s['errors']}", "")
+    t.add_row(f"batched ({args.batch}/req) acknowledged", f"{bt['acked_eps']:,.0f} ev/s", "")
+    t.add_row("batched sustained into Parquet", f"{bt['sustained_into_parquet_eps']:,.0f} ev/s", "≥ 20,000")
+    t.add_row("ack → visible in Parquet p50 / p99", f"{vis['p50_s']:.2f} / {vis['p99_s']:.2f} s", "p99 ≤ 5 s")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The collect component: tracking routes, the durable log, the flusher and compaction.
+
+Routes (tenant = the Host header):
+
+* ``POST /v1/collect`` -- one event or ``{"events": [...]}`` (≤ 500, body ≤ 1 MB);
+* ``GET /v1/collect.gif?…`` -- the pixel: the same fields in the query string;
+* ``OPTIONS /v1/collect`` -- CORS preflight, allowed for the site's registered domain and
+  its subdomains.
+
+Background work started with the server: the durable log's group-commit writer, the
+flusher (log → Parquet every ``CLICKSTREAM_FLUSH_INTERVAL`` seconds, default 0.5) after a
+replay of what the log held at start, and the compaction of closed partitions.
+
+``subscribers`` is the live stream hub's hook: callables ``(site_id, event, scores)``
+called after an event is acknowledged.  With no subscriber the cost is one ``if``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clickstream_lake.compaction import (
+    CompactionUnsupported,
+    clean_staging,
+    closed_partitions,
+    compact_partition,
+)
+from clickstream_lake.context import AppContext
+from ingest_worker import pipeline as pl
+from ingest_worker.durable_log import DurableLog, read_segment
+from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids
+from ingest_worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+PIXEL_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
+    b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class CollectComponent:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.metrics = WorkerMetrics(ctx.registry)
+        self.log = DurableLog(ctx.data.log, fsync=os.environ.get("CLICKSTREAM_LOG_FSYNC", "1") != "0")
+        self.flusher = Flusher(self.log, ctx.lake, interval=_env_float("CLICKSTREAM_FLUSH_INTERVAL", 0.5),
+                               on_flush=self._flushed, processes=True)
+        self.compact_interval = _env_float("CLICKSTREAM_COMPACT_INTERVAL", 300.0)
+        self.subscribers: list[pl.Subscriber] = []
+        self.pipeline: pl.Pipeline | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self._groups_counted = 0
+        self.routes = [
+            Route("/v1/collect", self.post_collect, methods=["POST"]),
+            Route("/v1/collect", self.preflight, methods=["OPTIONS"]),
+            Route("/v1/collect.gif", self.pixel, methods=["GET"]),
+            Route("/v1/collect.gif", self.preflight, methods=["OPTIONS"]),
+        ]
+        ctx.components["collect"] = self
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        leftovers = self.log.open()
+        dedupe = pl.DedupeWindow()
+        # retries of events acknowledged before the restart: in the log, or recently flushed
+        for key in await asyncio.to_thread(recent_event_ids, self.ctx.lake):
+            dedupe.add(key)
+        for key in _acknowledged_ids(leftovers):
+            dedupe.add(key)
+        res = await asyncio.to_thread(self.flusher.replay, leftovers)
+        if leftovers:
+            log.warning("replayed %d log segment(s): %d events, %d quarantined, %d duplicates skipped",
+                        res.segments, res.events, res.quarantined, res.duplicates)
+        self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=pl.ScoringStage(),
+                                    dedupe=dedupe)
+        await self.log.start()
+        await self.flusher.start()
+        if self.compact_interval > 0:
+            self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
+
+    async def shutdown(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        await self.flusher.stop()
+        await self.log.close()
+
+    def health(self) -> dict[str, Any]:
+        ok = not self.flusher.last_error
+        return {"collect": {"ok": ok, "log_pending_bytes": self.log.pending_bytes,
+                            "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error}}
+
+    # -- routes ------------------------------------------------------------------------------------
+    async def post_collect(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > pl.MAX_BODY_BYTES:
+            return self._respond(request, pl.Answer.error(413, "body_too_large",
+                                                          f"body over {pl.MAX_BODY_BYTES} bytes"), t0, "post")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > pl.MAX_BODY_BYTES:
+                return self._respond(request, pl.Answer.error(413, "body_too_large",
+                                                              f"body over {pl.MAX_BODY_BYTES} bytes"), t0, "post")
+        answer = await self._run(request, body=bytes(body))
+        return self._respond(request, answer, t0, "post")
+
+    async def pixel(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        answer = await self._run(request, query=dict(request.query_params))
+        if answer.status == 200:
+            resp: Response = Response(PIXEL_GIF, media_type="image/gif",
+                                      headers={"Cache-Control": "no-store", **answer.headers})
+            return self._finish(request, resp, answer, t0, "pixel")
+        return self._respond(request, answer, t0, "pixel")
+
+    async def preflight(self, request: Request) -> Response:
+        origin = request.headers.get("origin", "")
+        site = self.pipeline.tenant(request.headers.get("host", "")) if self.pipeline else None
+        if site is None:
+            return JSONResponse({"error": "no site is registered for this host", "reason": "unknown_host"},
+                                status_code=404)
+        if not _origin_allowed(origin, site.domain):
+            return JSONResponse({"error": f"origin {origin!r} is not the site's domain", "reason": "cors_origin"},
+                                status_code=403)
+        return Response(status_code=204, headers={
+            **_cors_headers(origin),
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("access-control-request-headers", "Content-Type"),
+            "Access-Control-Max-Age": "86400",
+        })
+
+    async def _run(self, request: Request, *, body: bytes = b"", query: dict[str, str] | None = None) -> pl.Answer:
+        assert self.pipeline is not None
+        req = pl.IncomingRequest(
+            host=request.headers.get("host", ""), headers=request.headers,
+            client_ip=request.client.host if request.client else "", received_ms=pl.now_ms(),
+            body=body, content_type=request.headers.get("content-type", ""), query=query,
+        )
+        try:
+            answer = await self.pipeline.collect(req)
+        except Exception:  # a bug must not look like the client's fault, nor kill the worker
+            log.exception("collect failed")
+            return pl.Answer.error(500, "internal_error", "internal error; the event was not acknowledged")
+        if answer.accepted and self.subscribers:
+            site_id = answer.accepted[0][0].site_id
+            for event, scores in answer.accepted:
+                for subscriber in self.subscribers:
+                    try:
+                        subscriber(site_id, event, scores)
+                    except Exception:  # noqa: BLE001 - a subscriber never fails a request
+                        log.exception("stream subscriber failed")
+        return answer
+
+    def _respond(self, request: Request, answer: pl.Answer, t0: float, route: str) -> Response:
+        resp = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        return self._finish(request, resp, answer, t0, route)
+
+    def _finish(self, request: Request, resp: Response, answer: pl.Answer, t0: float, route: str) -> Response:
+        origin = request.headers.get("origin")
+        if origin and answer.status != 404 and self.pipeline is not None:
+            site = self.pipeline.tenant(request.headers.get("host", ""))
+            if site is not None and _origin_allowed(origin, site.domain):
+                resp.headers.update(_cors_headers(origin))
+        if answer.visitor_cookie is not None:
+            visitor_id, max_age = answer.visitor_cookie
+            site = self.pipeline.tenant(request.headers.get("host", "")) if self.pipeline else None
+            domain = _cookie_domain(request.headers.get("host", ""), site.domain if site else "")
+            resp.set_cookie(pl.COOKIE_NAME, visitor_id, max_age=max_age, path="/", domain=domain,
+                            secure=True, httponly=True, samesite="lax")
+        self.metrics.request_latency.labels(route).observe(time.perf_counter() - t0)
+        self.metrics.log_pending_bytes.set(self.log.pending_bytes)
+        return resp
+
+    # -- background ----------------------------------------------------------------------------------
+    def _flushed(self, res: FlushResult) -> None:
+        self.metrics.flush_seconds.observe(res.seconds)
+        self.metrics.flushed_rows.labels("events").inc(res.events)
+        self.metrics.flushed_rows.labels("quarantine").inc(res.quarantined)
+        groups = self.log.stats.groups
+        self.metrics.log_fsyncs.inc(groups - self._groups_counted)
+        self._groups_counted = groups
+        self.metrics.log_unflushed_segments.set(self.flusher.unflushed_segments)
+
+    async def _compact_loop(self) -> None:
+        lake = self.ctx.lake
+        if not lake.is_local:
+            return
+        await asyncio.to_thread(clean_staging, lake, 3600.0)
+        while True:
+            await asyncio.sleep(self.compact_interval)
+            try:
+                for site_id, day in await asyncio.to_thread(closed_partitions, lake):
+                    res = await asyncio.to_thread(compact_partition, lake, site_id, day)
+                    self.metrics.compaction_seconds.observe(res.seconds)
+                    self.metrics.compacted_files.inc(max(0, res.files_before - res.files_after))
+            except CompactionUnsupported as e:
+                log.warning("compaction disabled: %s", e)
+                return
+            except Exception:  # noqa: BLE001 - retried next round
+                log.exception("compaction failed")
+
+
+def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
+    import orjson
+
+    from clickstream_lake.codec import BLOB_INDEX
+
+    out = []
+    for seg in segments:
+        for payload in read_segment(seg):
+            try:
+                rec = orjson.loads(payload)
+                if rec[0] == "e":
+                    out.append((rec[2], rec[3][BLOB_INDEX["event_id"] - 1]))
+            except (ValueError, IndexError, TypeError):
+                continue
+    return out
+
+
+def _origin_allowed(origin: str, domain: str) -> bool:
+    if not origin or not domain:
+        return False
+    host = (urlsplit(origin).hostname or "").lower().rstrip(".")
+    domain = domain.lower().rstrip(".")
+    return host == domain or host.endswith("." + domain)
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+
+
+def _cookie_domain(host: str, domain: str) -> str | None:
+    """The site's registrable domain when the tracking host is under it (first-party CNAME)."""
+    h = host.split(":", 1)[0].lower().rstrip(".")
+    d = domain.lower().rstrip(".")
+    if d and (h == d or h.endswith("." + d)):
+        return d
+    return None
+
+
+def component(ctx: AppContext) -> CollectComponent:
+    return CollectComponent(ctx)

@@ -1,0 +1,303 @@
+"""Log → Parquet: the background flusher, and the replay of the log on start.
+
+Every ``interval`` seconds (default 0.5 s) the flusher rotates the durable log and turns
+the closed segments into Parquet:
+
+* event records → ``lake/events/site_id=<id>/dt=<day>/flush-…parquet`` (AE row schema);
+* quarantine records → ``lake/quarantine/site_id=<id>/dt=<day>/flush-…parquet``;
+
+each file zstd-compressed with DuckDB-sized row groups and published atomically
+(:func:`clickstream_lake.lake.publish_parquet`), under the partition lock shared with
+compaction.  Only then are the segments deleted.
+
+Exactly once.  A crash between publishing a file and deleting its segment leaves rows that
+are both in the lake and in the log.  So when a segment is flushed for the second time --
+on start (:meth:`Flusher.replay`) or after a failed flush -- its rows are deduplicated by
+``event_id`` (quarantine rows by ``record_id``) against what the touched partitions
+already hold.  Rows are also deduplicated by id within one flush (a client retry racing
+its first attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clickstream_lake.codec import BLOB_INDEX, N_BLOBS, N_DOUBLES, ROW_SCHEMA, AERow
+from clickstream_lake.compaction import partition_lock
+from clickstream_lake.lake import LakeLayout, check_site_id, day_of, new_file_name, publish_parquet
+from ingest_worker.durable_log import DurableLog, read_segment
+from ingest_worker.quarantine import QUARANTINE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_COLUMN = f"blob{BLOB_INDEX['event_id']}"
+
+# --- log records ---------------------------------------------------------------------------------
+def event_record(row: AERow) -> bytes:
+    """The log payload of one accepted event: its finished AE row."""
+    return orjson.dumps(["e", row.timestamp, row.index1, row.blobs, row.doubles])
+
+
+# --- turning records into tables -------------------------------------------------------------------
+@dataclass
+class _Batch:
+    """Columns of the rows bound for one partition."""
+
+    ids: list[str] = field(default_factory=list)
+    cols: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class FlushResult:
+    segments: int = 0
+    events: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    files: int = 0
+    corrupt_records: int = 0
+    seconds: float = 0.0
+
+
+def _events_table(rows: list[list[Any]]) -> pa.Table:
+    cols: dict[str, list[Any]] = {"timestamp": [r[1] for r in rows], "index1": [r[2] for r in rows]}
+    for i in range(N_BLOBS):
+        cols[f"blob{i + 1}"] = [r[3][i] for r in rows]
+    for i in range(N_DOUBLES):
+        cols[f"double{i + 1}"] = [math.nan if r[4][i] is None else r[4][i] for r in rows]
+    cols["_sample_interval"] = [1] * len(rows)
+    return pa.Table.from_pydict(cols, schema=ROW_SCHEMA)
+
+
+def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
+    names = ["received_at", "site_id", "record_id", "reason", "error", "status", "batch_index",
+             "content_type", "user_agent", "raw"]
+    cols = {name: [r[i + 1] for r in rows] for i, name in enumerate(names)}
+    return pa.Table.from_pydict(cols, schema=QUARANTINE_SCHEMA)
+
+
+def _existing_ids(paths: Iterable[str], column: str) -> set[str]:
+    ids: set[str] = set()
+    for p in paths:
+        try:
+            ids.update(v for v in pq.read_table(p, columns=[column]).column(column).to_pylist() if v)
+        except FileNotFoundError:  # compacted away meanwhile: its rows are in the merged file
+            continue
+    return ids
+
+
+def _parquet_files(directory: str, fs: Any) -> list[str]:
+    if not fs.exists(directory):
+        return []
+    return [p for p in fs.ls(directory, detail=False)
+            if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(".")]
+
+
+def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool) -> FlushResult:
+    """Publish the records of ``segments`` to the lake (does not delete the segments)."""
+    t0 = time.perf_counter()
+    res = FlushResult(segments=len(segments))
+    events: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+    quarantine: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+    for seg in segments:
+        for payload in read_segment(seg):
+            try:
+                rec = orjson.loads(payload)
+                kind = rec[0]
+                if kind == "e":
+                    site, eid = rec[2], rec[3][BLOB_INDEX["event_id"] - 1]
+                    check_site_id(site)
+                    bucket = events[(site, day_of(rec[1]))]
+                    key = eid or uuid.uuid4().hex
+                elif kind == "q":
+                    site = rec[2]
+                    check_site_id(site)
+                    bucket = quarantine[(site, day_of(rec[1]))]
+                    key = rec[3]
+                else:
+                    raise ValueError(f"unknown record kind {kind!r}")
+            except (ValueError, IndexError, TypeError, OverflowError) as e:
+                res.corrupt_records += 1
+                log.error("skipping unreadable log record in %s: %s", seg, e)
+                continue
+            if key in bucket:
+                res.duplicates += 1
+                continue
+            bucket[key] = rec
+    fs = lake.fs
+    for (site, day), rows_by_id in events.items():
+        with partition_lock(lake, site, day):
+            part = lake.partition_dir(site, day)
+            if dedupe_against_lake:
+                seen = _existing_ids(_parquet_files(part, fs), EVENT_ID_COLUMN)
+                for eid in seen.intersection(rows_by_id):
+                    del rows_by_id[eid]
+                    res.duplicates += 1
+            if not rows_by_id:
+                continue
+            rows = sorted(rows_by_id.values(), key=lambda r: r[1])
+            publish_parquet(_events_table(rows), fs, f"{part}/{new_file_name('flush')}")
+            res.events += len(rows)
+            res.files += 1
+    for (site, day), rows_by_id in quarantine.items():
+        qdir = f"{lake.quarantine_dir(site)}/dt={day}"
+        if dedupe_against_lake:
+            for rid in _existing_ids(_parquet_files(qdir, fs), "record_id").intersection(rows_by_id):
+                del rows_by_id[rid]
+                res.duplicates += 1
+        if not rows_by_id:
+            continue
+        publish_parquet(_quarantine_table(list(rows_by_id.values())), fs, f"{qdir}/{new_file_name('flush')}")
+        res.quarantined += len(rows_by_id)
+        res.files += 1
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A flush process must never outlive the server (a SIGKILLed server's orphan could
+    publish rows the restarted server already replayed): ask Linux to kill it with its parent."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _flush_job(segments: list[Path], lake: LakeLayout, dedupe: bool) -> FlushResult:
+    return flush_segments(segments, lake, dedupe_against_lake=dedupe)
+
+
+class Flusher:
+    """Background task: rotate the log, publish closed segments, delete them."""
+
+    def __init__(self, log_: DurableLog, lake: LakeLayout, *, interval: float = 0.5,
+                 on_flush: Callable[[FlushResult], None] | None = None, processes: bool = False):
+        self.log = log_
+        self.lake = lake
+        self.interval = interval
+        self.on_flush = on_flush
+        self.last_error: str = ""
+        self.last_flush_at: float = 0.0
+        self.unflushed_segments = 0
+        self._retry: set[Path] = set()  # segments whose flush failed part-way: dedupe on retry
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.processes = processes
+        self._pool: Executor | None = None
+
+    def _executor(self) -> Executor:
+        """Building Parquet is CPU work: it runs in a separate process (``processes=True``,
+        the server's default) so it never holds the request loop's GIL."""
+        if self._pool is None:
+            if self.processes:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_die_with_parent, initargs=(os.getpid(),))
+            else:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flusher")
+        return self._pool
+
+    def replay(self, leftovers: list[Path]) -> FlushResult:
+        """On start: publish what the log holds from before, exactly once, then delete it."""
+        if not leftovers:
+            return FlushResult()
+        res = flush_segments(leftovers, self.lake, dedupe_against_lake=True)
+        for seg in leftovers:
+            seg.unlink(missing_ok=True)
+        if self.on_flush:
+            self.on_flush(res)
+        return res
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="flusher")
+
+    async def stop(self) -> None:
+        """Stop the loop and flush everything acknowledged so far."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        await self.flush_now()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    async def flush_now(self) -> FlushResult:
+        async with self._lock:
+            segments = await self.log.rotate()
+            self.unflushed_segments = len(segments)
+            if not segments:
+                return FlushResult()
+            dedupe = bool(self._retry.intersection(segments))
+            try:
+                loop = asyncio.get_running_loop()
+                res = await loop.run_in_executor(self._executor(), _flush_job, segments, self.lake, dedupe)
+            except Exception as e:
+                self._retry.update(segments)
+                self.last_error = f"{type(e).__name__}: {e}"
+                raise
+            for seg in segments:
+                seg.unlink(missing_ok=True)
+                self._retry.discard(seg)
+            self.unflushed_segments = 0
+            self.last_error = ""
+            self.last_flush_at = time.time()
+            if self.on_flush:
+                self.on_flush(res)
+            return res
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.flush_now()
+            except Exception:  # noqa: BLE001 - keep the segments and retry next tick
+                log.exception("flush failed; the log keeps the events and the flush is retried")
+
+
+def recent_event_ids(lake: LakeLayout, within_s: float = 600.0) -> list[tuple[str, str]]:
+    """``(site, event_id)`` of rows published in the last ``within_s`` seconds (local lake):
+    seeds the dedupe window on start so a client retrying across a restart is not stored twice."""
+    if not lake.is_local:
+        return []
+    root = Path(lake.events_dir())
+    if not root.exists():
+        return []
+    cutoff = time.time() - within_s
+    days = {day_of(int((time.time() - d * 86_400) * 1000)) for d in (0, 1)}
+    out: list[tuple[str, str]] = []
+    for site_dir in root.glob("site_id=*"):
+        site = site_dir.name[len("site_id="):]
+        for day in days:
+            for f in (site_dir / f"dt={day}").glob("*.parquet"):
+                try:
+                    if f.name.startswith(".") or f.stat().st_mtime < cutoff:
+                        continue
+                    col = pq.read_table(f, columns=[EVENT_ID_COLUMN]).column(0).to_pylist()
+                except FileNotFoundError:
+                    continue
+                out.extend((site, eid) for eid in col if eid)
+    return out
