@@ -130,6 +130,22 @@ def _demo_pages(tracking_origin: str) -> Iterator[PageServer]:
             server.close()
 
 
+# Each demo visit poses as a different visitor: another device (User-Agent) on another network
+# (X-Forwarded-For from the 203.0.113.0/24 documentation range).  Without this every visit
+# from this one headless browser would be the same cookieless visitor (the worker's keyed
+# hash of UA + IP), and "HeadlessChrome" would rightly score as a bot.
+DEMO_DEVICES = [
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Safari/537.36", {"width": 1440, "height": 900}),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/18.1 Safari/605.1.15", {"width": 1280, "height": 800}),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/18.1 Mobile/15E148 Safari/604.1", {"width": 390, "height": 844}),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Mobile Safari/537.36", {"width": 412, "height": 915}),
+]
+
+
 def _visit(context, page_url: str, rng: random.Random, n: int) -> bool:
     page = context.new_page()
     try:
@@ -196,7 +212,9 @@ def drive_browser_visits(base_url: str, hostname: str, n_visits: int, *, page_ho
                                      args=launch_args({hostname: port, page_host: pages.port}))
         try:
             for n in range(n_visits):
-                context = browser.new_context(viewport={"width": rng.choice([390, 1280, 1440]), "height": 800})
+                ua, viewport = DEMO_DEVICES[n % len(DEMO_DEVICES)]
+                context = browser.new_context(user_agent=ua, viewport=viewport, extra_http_headers={
+                    "X-Forwarded-For": f"203.0.113.{rng.randint(1, 254)}"})
                 try:
                     with_scores += _visit(context, f"http://{page_host}/shop?utm_source=demo&visit={n}", rng, n)
                     done += 1
