@@ -89,7 +89,8 @@ class CollectComponent:
         if leftovers:
             log.warning("replayed %d log segment(s): %d events, %d quarantined, %d duplicates skipped",
                         res.segments, res.events, res.quarantined, res.duplicates)
-        self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=pl.ScoringStage(),
+        scoring = pl.ScoringStage(secret=_identity_secret(self.ctx))
+        self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,
                                     dedupe=dedupe)
         await self.log.start()
         await self.flusher.start()
@@ -231,11 +232,33 @@ def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
         for payload in read_segment(seg):
             try:
                 rec = orjson.loads(payload)
-                if rec[0] == "e":
+                if rec[0] == "v":
+                    out.append((rec[1]["site_id"], rec[1]["event_id"]))
+                elif rec[0] == "e":
                     out.append((rec[2], rec[3][BLOB_INDEX["event_id"] - 1]))
-            except (ValueError, IndexError, TypeError):
+            except (ValueError, IndexError, TypeError, KeyError):
                 continue
     return out
+
+
+def _identity_secret(ctx: AppContext) -> bytes | None:
+    """The key of cookieless visitor ids: ``CLICKSTREAM_ID_SECRET``, else a random secret
+    kept in ``<data>/id_secret`` (created once, mode 0600) so ids survive restarts."""
+    if os.environ.get("CLICKSTREAM_ID_SECRET"):
+        return None  # the Scorer reads the environment itself
+    path = ctx.data.path / "id_secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip() or None
+    import secrets
+
+    value = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+        f.flush()
+        os.fsync(f.fileno())
+    return value
 
 
 def _origin_allowed(origin: str, domain: str) -> bool:

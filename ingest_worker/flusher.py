@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clickstream_lake import codec
 from clickstream_lake.codec import BLOB_INDEX, N_BLOBS, N_DOUBLES, ROW_SCHEMA, AERow
 from clickstream_lake.compaction import partition_lock
 from clickstream_lake.lake import LakeLayout, check_site_id, day_of, new_file_name, publish_parquet
@@ -49,9 +50,27 @@ log = logging.getLogger(__name__)
 EVENT_ID_COLUMN = f"blob{BLOB_INDEX['event_id']}"
 
 # --- log records ---------------------------------------------------------------------------------
-def event_record(row: AERow) -> bytes:
-    """The log payload of one accepted event: its finished AE row."""
-    return orjson.dumps(["e", row.timestamp, row.index1, row.blobs, row.doubles])
+def event_record(event: AERow | Mapping[str, Any]) -> bytes:
+    """The log payload of one accepted event.
+
+    The request path logs the event's flat row values (``to_row_values``: a ``"v"``
+    record) and the flush process packs them into the AE row with ``codec.encode`` -- the
+    packing costs as much CPU as validating and scoring, and this way it runs beside the
+    request loop, not in it.  An already encoded :class:`AERow` is an ``"e"`` record."""
+    if isinstance(event, AERow):
+        return orjson.dumps(["e", event.timestamp, event.index1, event.blobs, event.doubles])
+    try:
+        return orjson.dumps(["v", event], option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate from a JSON escape: encode cleans it
+        return event_record(codec.encode(event))
+
+
+def _as_row_record(rec: list[Any]) -> list[Any]:
+    """``["e", timestamp, site, blobs, doubles]`` for an event record of either kind."""
+    if rec[0] == "v":
+        row = codec.encode(rec[1])
+        return ["e", row.timestamp, row.index1, row.blobs, row.doubles]
+    return rec
 
 
 # --- turning records into tables -------------------------------------------------------------------
@@ -119,7 +138,8 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
             try:
                 rec = orjson.loads(payload)
                 kind = rec[0]
-                if kind == "e":
+                if kind in ("e", "v"):
+                    rec = _as_row_record(rec)
                     site, eid = rec[2], rec[3][BLOB_INDEX["event_id"] - 1]
                     check_site_id(site)
                     bucket = events[(site, day_of(rec[1]))]
@@ -131,9 +151,9 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
                     key = rec[3]
                 else:
                     raise ValueError(f"unknown record kind {kind!r}")
-            except (ValueError, IndexError, TypeError, OverflowError) as e:
+            except (ValueError, IndexError, TypeError, OverflowError, KeyError) as e:
                 res.corrupt_records += 1
-                log.error("skipping unreadable log record in %s: %s", seg, e)
+                log.error("skipping unreadable log record in %s: %s (%r)", seg, e, payload[:300])
                 continue
             if key in bucket:
                 res.duplicates += 1

@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clickstream_lake import codec
 from clickstream_lake.control.config import ConfigCache, SiteConfig
 from ingest_worker import normalize
 from ingest_worker.durable_log import DurableLog, LogOverloaded, LogWriteError
@@ -101,21 +100,26 @@ class DedupeWindow:
 
 
 class ScoringStage:
-    """Identity → session → scores, delegated to the scoring engine's ``Scorer``."""
+    """Identity → session → scores, delegated to the scoring engine's ``Scorer``.
 
-    def __init__(self) -> None:
+    Returns the event's scores and whether the visitor cookie may be (re)set (the identity
+    stage says no when the site requires consent and the event has none)."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
         from ingest_worker.scoring import Scorer
 
-        self.scorer = Scorer()
+        self.scorer = Scorer(secret=secret)
 
-    def __call__(self, event: TrackedEvent, config: SiteConfig) -> dict[str, float]:
-        return self.scorer.process(event, config)
+    def __call__(self, event: TrackedEvent, config: SiteConfig) -> tuple[dict[str, float], bool]:
+        scores = self.scorer.process(event, config)
+        ident = self.scorer.last_identity
+        return scores, bool(ident is not None and ident.set_cookie)
 
 
 # --- the pipeline -------------------------------------------------------------------------------------
 class Pipeline:
     def __init__(self, config: ConfigCache, log: DurableLog, metrics: WorkerMetrics, *,
-                 scoring: Callable[[TrackedEvent, SiteConfig], dict[str, float]],
+                 scoring: Callable[[TrackedEvent, SiteConfig], tuple[dict[str, float], bool]],
                  limiter: RateLimiter | None = None, dedupe: DedupeWindow | None = None,
                  max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH):
         self.config = config
@@ -161,6 +165,7 @@ class Pipeline:
         rejected: list[dict[str, Any]] = []
         reserved: list[tuple[str, str]] = []
         duplicates = 0
+        cookie_ok = False
         for index, obj in enumerate(parsed):
             event = normalize.parse_event(obj, info)
             if isinstance(event, normalize.Rejection):
@@ -175,8 +180,8 @@ class Pipeline:
                 continue
             self.dedupe.add(key)
             reserved.append(key)
-            scores = self.scoring(event, site)
-            records.append(event_record(codec.encode(to_row_values(event))))
+            scores, cookie_ok = self.scoring(event, site)
+            records.append(event_record(to_row_values(event)))  # packed into the AE row by the flusher
             accepted.append((event, scores))
 
         if not accepted and not duplicates:
@@ -197,7 +202,7 @@ class Pipeline:
 
         # 6. answer: ids and scores of the last accepted event
         self.count(site.site_id, accepted, quarantined, duplicates)
-        return self.answer(site, accepted, rejected, duplicates, info)
+        return self.answer(site, accepted, rejected, duplicates, cookie_ok=bool(accepted) and cookie_ok)
 
     # -- stages ------------------------------------------------------------------------------------------
     def tenant(self, host: str) -> SiteConfig | None:
@@ -241,7 +246,7 @@ class Pipeline:
             self.metrics.rejected.labels(site_id, q.reason).inc()
 
     def answer(self, site: SiteConfig, accepted: list[tuple[TrackedEvent, dict[str, float]]],
-               rejected: list[dict[str, Any]], duplicates: int, info: Any) -> Answer:
+               rejected: list[dict[str, Any]], duplicates: int, *, cookie_ok: bool) -> Answer:
         last, scores = accepted[-1] if accepted else (None, {})
         body = {
             "visitor_id": last.visitor_id if last else "",
@@ -253,7 +258,7 @@ class Pipeline:
         if duplicates:
             body["duplicates"] = duplicates
         cookie = None
-        if last is not None and last.visitor_id and may_set_cookie(site, last):
+        if last is not None and last.visitor_id and cookie_ok and may_set_cookie(site, last):
             cookie = (last.visitor_id, site.cookie_max_age)
         return Answer(200, body, visitor_cookie=cookie, accepted=accepted)
 

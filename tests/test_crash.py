@@ -49,7 +49,9 @@ def test_sigkill_while_streaming_loses_nothing_acknowledged_and_duplicates_nothi
                for host, batch in (("t.alpha.test", 1), ("t.alpha.test", 20), ("t.alpha.test", 5))]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    started = time.monotonic()  # stream at least 2 s and until a few hundred events are acknowledged
+    while (time.monotonic() - started < 2.0 or len(acked) < 300) and time.monotonic() - started < 30:
+        time.sleep(0.05)
     s.kill(signal.SIGKILL)
     stop.set()
     for t in threads:

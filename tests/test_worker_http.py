@@ -166,7 +166,7 @@ def test_cors_preflight_allows_only_the_sites_domain(server, tenants):
 
 
 def test_rate_limit_answers_429_with_retry_after(server_factory, tenants, data_dir):
-    _configure(data_dir, "site_a", rate_limit_eps=1.0, rate_limit_burst=5)
+    _configure(data_dir, "site_a", rate_limit_eps=0.02, rate_limit_burst=5)  # one token per 50 s
     s = server_factory()
     statuses = [post(s.url, "t.alpha.test", event()).status_code for _ in range(8)]
     assert statuses[:5] == [200] * 5

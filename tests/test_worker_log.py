@@ -181,3 +181,21 @@ def test_failed_append_raises_when_log_closed(tmp_path):
         return False
 
     assert asyncio.run(main())
+
+
+def test_row_values_records_are_packed_by_the_flusher_exactly_like_the_codec(tmp_path):
+    lake = LakeLayout.local(tmp_path / "lake")
+    values = {"timestamp": DAY_MS, "site_id": "a", "event_id": "v1", "event_type": "click", "url": "/a|b%c",
+              "utm_source": "x|y", "intent": 12.5, "lat": None, "session_number": 3, "title": "caf\u00e9"}
+    odd = {**values, "event_id": "v2", "title": "\ud800lone"}  # orjson refuses it: encoded at once
+    seg = tmp_path / "seg-000000000001.log"
+    seg.write_bytes(frame(event_record(values)) + frame(event_record(odd)))
+    assert event_record(odd).startswith(b'["e"')
+    res = flush_segments([seg], lake, dedupe_against_lake=False)
+    assert res.events == 2 and res.corrupt_records == 0
+    files = sorted(Path(lake.events_dir("a")).glob("dt=*/*.parquet"))
+    rows = {r.blobs[17]: r for f in files for r in codec.table_to_rows(pq.read_table(f))}
+    expected = codec.encode(values)
+    assert rows["v1"].blobs == expected.blobs and rows["v1"].timestamp == expected.timestamp
+    assert rows["v1"].doubles[0] == 12.5
+    assert rows["v2"].blobs[10] == "\ufffdlone"
