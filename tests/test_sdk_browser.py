@@ -415,3 +415,24 @@ def test_engagement_counts_only_visible_and_focused_time(server, tenants, pages,
     assert at_leave - at_hide >= 400, "visible again: counted again"
     assert at_leave <= wall_ms - 2 * 1400, (at_leave, wall_ms)
     v.context.close()
+
+
+@needs_worker
+def test_on_plain_http_the_sdk_tracks_but_refuses_to_identify(server, tenants, pages, browser_factory):
+    """Without the secure-origin flag the mapped http origins are not secure contexts: the
+    worker's Secure cookie is dropped by Chromium and crypto.subtle is missing; the SDK still
+    tracks, and identify() rejects instead of ever sending the address."""
+    site = tenants["site_a"]
+    browser = browser_factory(launch_args({site.hostname: server.port, site.domain: pages.port},
+                                          secure_origins=False))
+    v = Visit(browser, f"http://{site.domain}/shop.html")
+    v.page.wait_for_function("window.__scores.length >= 1")
+    assert v.page.evaluate("isSecureContext") is False
+    error = v.page.evaluate("(e) => clickstream.identify(e).then(() => '', (err) => err.message)", EMAIL)
+    assert "secure" in error
+    v.page.evaluate("clickstream.track('still_tracking')")
+    v.page.wait_for_function("window.__scores.length >= 2")
+    assert "_cs_vid" not in v.cookie_names(), "Chromium drops a Secure cookie from a plain-http origin"
+    bodies = "\n".join(r.post_data for r in v.collect).lower()
+    assert "jane.doe" not in bodies and '"identify"' not in bodies
+    v.context.close()
