@@ -29,6 +29,7 @@ COMPONENTS: list[str] = [
     "clickstream_lake.api.sql:component",
     "clickstream_lake.export.schedule:component",
     "ingest_worker.stream:component",
+    "ingest_worker.sdk:component",
 ]
 
 
