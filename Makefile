@@ -28,7 +28,7 @@ test: venv browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(PY) -m clickstream_lake.demo --data $(DATA)
+	$(PY) scripts/demo.py --data $(DATA)
 
 bench: venv
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
