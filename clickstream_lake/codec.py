@@ -156,7 +156,14 @@ def pack(components: Sequence[str]) -> tuple[str, bool]:
     (water-filling the byte budget), so every component keeps its slot and no
     separator or escape sequence is ever broken.
     """
-    escaped = [escape_component(c) for c in components]
+    joined = "|".join(components)
+    if "%" not in joined and joined.count("|") == len(components) - 1:
+        # fast path: nothing to escape; ASCII length is the byte length
+        if len(joined) <= BLOB_MAX_BYTES // 4 or (len(joined) <= BLOB_MAX_BYTES and joined.isascii()):
+            return joined, False
+        escaped = list(components)
+    else:
+        escaped = [escape_component(c) for c in components]
     total = sum(_utf8_len(e) for e in escaped) + len(escaped) - 1
     if total <= BLOB_MAX_BYTES:
         return "|".join(escaped), False
@@ -219,6 +226,14 @@ class AERow:
         return d
 
 
+_META_POS = BLOB_INDEX["meta"] - 1
+_TS_POS = DOUBLE_INDEX["ts_ms"] - 1
+# (position, name) of single-valued blobs and (position, components) of packed ones, meta last
+_SINGLE_BLOBS = [(i, name) for i, (name, comps) in enumerate(BLOB_SPECS) if comps is None]
+_PACKED_BLOBS = [(i, comps) for i, (name, comps) in enumerate(BLOB_SPECS) if comps is not None and i != _META_POS]
+_CUT_NAMES = [f"blob{i + 1}" for i in range(N_BLOBS)]
+
+
 def encode(event: Mapping[str, Any]) -> AERow:
     """Encode a flat decoded event (names of :data:`BLOB_SPECS` components,
     :data:`DOUBLE_NAMES`, ``timestamp``) into an :class:`AERow`.
@@ -226,50 +241,61 @@ def encode(event: Mapping[str, Any]) -> AERow:
     Missing values become '' (blobs) or NaN (doubles).  Cut blobs are recorded in the
     ``cut`` component of the meta blob, as a comma list of blob names.
     """
-    cut: list[str] = [c for c in str(event.get("cut") or "").split(",") if c]
+    get = event.get
+    prior_cut = get("cut")
+    cut: list[str] = [c for c in str(prior_cut).split(",") if c] if prior_cut else []
     blobs: list[str] = [""] * N_BLOBS
-    meta_pos = BLOB_INDEX["meta"] - 1
-    for i, (name, comps) in enumerate(BLOB_SPECS):
-        if i == meta_pos:
+    for i, name in _SINGLE_BLOBS:
+        raw = get(name)
+        if raw is None or raw == "":
             continue
-        if comps is None:
-            raw = event.get(name)
+        if type(raw) is not str:
             if name == "props" and isinstance(raw, Mapping):
                 raw = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-            value = "" if raw is None else clean_text(str(raw))
-            if _utf8_len(value) > BLOB_MAX_BYTES:
-                value = cut_utf8(value, BLOB_MAX_BYTES)
-                cut.append(f"blob{i + 1}")
-            blobs[i] = value
-        else:
-            packed, was_cut = pack([_component(event.get(c)) for c in comps])
-            if was_cut:
-                cut.append(f"blob{i + 1}")
-            blobs[i] = packed
-    meta_comps = PACKED_COMPONENTS["meta"]
-    meta_values = {c: _component(event.get(c)) for c in meta_comps}
-    meta_values["cut"] = ",".join(dict.fromkeys(cut))
-    blobs[meta_pos], _ = pack([meta_values[c] for c in meta_comps])
-    doubles = [_double(event.get(name)) for name in DOUBLE_NAMES]
+            else:
+                raw = str(raw)
+        if len(raw) <= BLOB_MAX_BYTES and raw.isascii():
+            blobs[i] = raw
+            continue
+        value = clean_text(raw)
+        if _utf8_len(value) > BLOB_MAX_BYTES:
+            value = cut_utf8(value, BLOB_MAX_BYTES)
+            cut.append(_CUT_NAMES[i])
+        blobs[i] = value
+    for i, comps in _PACKED_BLOBS:
+        packed, was_cut = pack([_component(get(c)) for c in comps])
+        if was_cut:
+            cut.append(_CUT_NAMES[i])
+        blobs[i] = packed
+    blobs[_META_POS], _ = pack(
+        [_component(get("channel")), _component(get("session_number")), ",".join(dict.fromkeys(cut))]
+    )
+    doubles = [_double(get(name)) for name in DOUBLE_NAMES]
     ts = int(event["timestamp"])
-    if math.isnan(doubles[DOUBLE_INDEX["ts_ms"] - 1]):
-        doubles[DOUBLE_INDEX["ts_ms"] - 1] = float(ts)
-    return AERow(timestamp=ts, index1=str(event.get("site_id") or ""), blobs=blobs, doubles=doubles)
+    if doubles[_TS_POS] != doubles[_TS_POS]:  # NaN
+        doubles[_TS_POS] = float(ts)
+    site = get("site_id")
+    return AERow(timestamp=ts, index1=site if type(site) is str else str(site or ""), blobs=blobs, doubles=doubles)
 
 
 def _component(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _fmt_number(value)
-    if isinstance(value, bool):
+    t = type(value)
+    if t is str:
+        return value if value.isascii() else clean_text(value)
+    if t is bool:
         return "1" if value else "0"
+    if t is int or t is float:
+        return _fmt_number(value)
     return clean_text(str(value))
 
 
 def _double(value: Any) -> float:
     if value is None or value == "":
         return math.nan
+    if type(value) is float:
+        return value
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -2,6 +2,8 @@
 -- Packed blobs are split with split_part and un-escaped with url_decode (the codec
 -- percent-encodes '%' and '|' inside components, so this recovers every value exactly).
 -- Field map: clickstream_lake/codec.py (BLOB_SPECS, DOUBLE_NAMES) and README "The AE row".
+-- A score or measure that is absent (model disabled, not measured) is NaN in the raw AE
+-- double and NULL here, so avg() and friends skip it.
 -- This file is checked against the codec by tests/test_views.py.
 CREATE OR REPLACE VIEW events AS
 SELECT
@@ -51,25 +53,25 @@ SELECT
     url_decode(split_part(blob20, '|', 1)) AS channel,
     TRY_CAST(NULLIF(url_decode(split_part(blob20, '|', 2)), '') AS INTEGER) AS session_number,
     url_decode(split_part(blob20, '|', 3)) AS cut,
-    double1 AS intent,
-    double2 AS engagement,
-    double3 AS frustration,
-    double4 AS purchase_timing,
-    double5 AS churn_risk,
-    double6 AS content_affinity,
-    double7 AS velocity,
-    double8 AS loyalty,
-    double9 AS conversion_prob,
-    double10 AS session_quality,
-    double11 AS attention,
-    double12 AS nav_efficiency,
-    double13 AS price_sensitivity,
-    double14 AS social_proof,
-    double15 AS bot_probability,
-    double16 AS channel_attribution,
-    double17 AS scroll_depth,
-    double18 AS time_on_page_ms,
-    double19 AS click_count,
+    NULLIF(double1, 'NaN'::DOUBLE) AS intent,
+    NULLIF(double2, 'NaN'::DOUBLE) AS engagement,
+    NULLIF(double3, 'NaN'::DOUBLE) AS frustration,
+    NULLIF(double4, 'NaN'::DOUBLE) AS purchase_timing,
+    NULLIF(double5, 'NaN'::DOUBLE) AS churn_risk,
+    NULLIF(double6, 'NaN'::DOUBLE) AS content_affinity,
+    NULLIF(double7, 'NaN'::DOUBLE) AS velocity,
+    NULLIF(double8, 'NaN'::DOUBLE) AS loyalty,
+    NULLIF(double9, 'NaN'::DOUBLE) AS conversion_prob,
+    NULLIF(double10, 'NaN'::DOUBLE) AS session_quality,
+    NULLIF(double11, 'NaN'::DOUBLE) AS attention,
+    NULLIF(double12, 'NaN'::DOUBLE) AS nav_efficiency,
+    NULLIF(double13, 'NaN'::DOUBLE) AS price_sensitivity,
+    NULLIF(double14, 'NaN'::DOUBLE) AS social_proof,
+    NULLIF(double15, 'NaN'::DOUBLE) AS bot_probability,
+    NULLIF(double16, 'NaN'::DOUBLE) AS channel_attribution,
+    NULLIF(double17, 'NaN'::DOUBLE) AS scroll_depth,
+    NULLIF(double18, 'NaN'::DOUBLE) AS time_on_page_ms,
+    NULLIF(double19, 'NaN'::DOUBLE) AS click_count,
     double20 AS ts_ms,
     _sample_interval
 FROM clickstream_events;
