@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from clickstream_lake import codec
 from clickstream_lake.resources import read_sql
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TYPED = {"lat", "lon", "x", "y", "value", "session_number"}
 
 
@@ -30,7 +32,8 @@ def assert_view_matches_decoder(rows: list[codec.AERow]) -> None:
     assert len(got) == len(rows)
     for row, sql_row in zip(rows, got, strict=True):
         py = codec.decode(row)
-        assert int(sql_row["timestamp"].timestamp() * 1000) == py["timestamp"]
+        # exact ms (float seconds * 1000 can be off by one)
+        assert (sql_row["timestamp"] - EPOCH) // timedelta(milliseconds=1) == py["timestamp"]
         for name, value in py.items():
             if name == "timestamp":
                 continue

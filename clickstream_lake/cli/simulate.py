@@ -134,11 +134,11 @@ def _summary(result: dict, out: Path | None, truth_path: Path, report) -> None:
     from rich.table import Table
 
     table = Table(title="simulated traffic (ground truth)")
-    for col in ("site", "events", "visitors", "bots", "sessions", "page views", "purchases", "revenue"):
+    for col in ("site", "events", "visitors", "bots", "sessions", "views", "purchases", "revenue"):
         table.add_column(col, justify="right" if col != "site" else "left")
     for sid, s in result["sites"].items():
         table.add_row(sid, f"{s['events']:,}", f"{s['visitors']:,}", f"{s['bots']:,}", f"{s['sessions']:,}",
-                      f"{s['page_views']:,}", f"{s['purchases']:,}", f"{s['revenue']:,.2f}")
+                      f"{s['page_views']:,}", f"{s['purchases']:,}", f"{s['revenue']:,.0f}")
     console.print(table)
     if out:
         console.print(f"events: {out}")

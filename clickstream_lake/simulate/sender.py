@@ -5,8 +5,9 @@
   that visitor's later requests;
 * the event's own headers (User-Agent, X-Forwarded-For, cf-ip* geo);
 * batches: a visitor's consecutive events are grouped into one ``{"events": [...]}`` body,
-  up to ``batch`` events, flushed when the visitor is idle for ``flush_gap_ms`` of simulated
-  time or starts a new session (a batch of one is sent as a bare event object);
+  up to ``batch`` events, flushed when full, when the visitor starts a new session or has
+  been idle for ``flush_gap_ms`` of simulated time (default 30 minutes: the session is
+  over); a batch of one is sent as a bare event object;
 * ``concurrency`` connections; a visitor's requests always go in order through the same
   connection slot, so the cookie set by one request is sent with the next.
 """
@@ -218,7 +219,7 @@ def send(
     *,
     timeout: float = 30.0,
     retries: int = 2,
-    flush_gap_ms: int = 5_000,
+    flush_gap_ms: int = 30 * 60_000,
     path: str = COLLECT_PATH,
     total: int | None = None,
 ) -> SendReport:
