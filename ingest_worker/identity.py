@@ -4,9 +4,9 @@ Order (DESIGN.md, tracking contract):
 
 1. the first-party cookie's visitor id (``_cs_vid``, set by the server on an earlier response);
 2. else the SDK-supplied ``visitor_id`` of the event;
-3. else a **keyed hash** of (site, User-Agent, IP) under a salt that rotates every UTC day
-   (``HMAC-SHA256(secret, "salt:" + day)``; the id is keyed BLAKE2b of the triple under it), so the id cannot be linked across days nor recomputed
-   without the server secret.  Yesterday's salt still matches: when the store already holds
+3. else a **keyed hash** of (site, User-Agent, IP) — keyed BLAKE2b-128 — under a salt that
+   rotates every UTC day (``HMAC-SHA256(secret, "salt:" + day)``), so the id cannot be
+   linked across days nor recomputed without the server secret.  Yesterday's salt still matches: when the store already holds
    a state for yesterday's hash (and none for today's), yesterday's id is kept, so a visit
    that crosses midnight stays one visitor and one session.
 
@@ -17,8 +17,8 @@ first-party cookie with this id (rolling ``cookie_max_age``), so the keyed hash 
 visit becomes the visitor's lasting cookie id.
 
 Visitor ids look like ``v_`` + 32 lower-case hex digits (128 bits).  A cookie or SDK
-id that already has this shape is used as it is; any other SDK id is mapped into it by a
-keyed hash of (site, id), so the same SDK id is always the same visitor.
+id that already has this shape is used as it is; any other SDK id is mapped into it by
+HMAC-SHA256(secret, site, id), so the same SDK id is always the same visitor of that site.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from clickstream_lake import codec
 from clickstream_lake.control.config import SiteConfig
@@ -12,6 +13,7 @@ from ingest_worker.events import RequestInfo, TrackedEvent, to_row_values
 from ingest_worker.scoring import Scorer, score
 from ingest_worker.scoring.features import CART, CHECKOUT, PRICING, PRODUCT, classify_url, observe
 from ingest_worker.sessions import SESSION_IDLE_MS, SessionStore, VisitorState, event_from_row
+from tests.test_scoring import after, build, streams
 
 T0 = 1_790_000_000_000
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
@@ -246,3 +248,17 @@ def test_rebuild_groups_rows_of_many_visitors():
     assert store.rebuild(rows) == 5
     st = store.get("site_a", f"v_{3:032x}", T0 + 3_620_000 + 3000)
     assert st is not None and st.session_number == 2 and st.prev_intent_visits == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams)
+def test_any_stream_rebuilt_from_its_rows_equals_the_live_state(stream):
+    events = build(stream)
+    state = None
+    for e in events:
+        _, state = score(e, state)
+    rows = [codec.decode(codec.encode(to_row_values(e))) for e in events]
+    rebuilt = VisitorState.replay(rows)
+    same_state(state, rebuilt)
+    a, b = build(stream[:1], t0=after(events))[0], build(stream[:1], t0=after(events))[0]
+    assert score(a, state)[0] == score(b, rebuilt)[0]
