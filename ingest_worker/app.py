@@ -26,6 +26,10 @@ from clickstream_lake.context import AppContext
 # "module:factory" strings, imported lazily so a component's dependencies load only here.
 COMPONENTS: list[str] = [
     "ingest_worker.collect:component",
+    "clickstream_lake.api.sql:component",
+    "clickstream_lake.export.schedule:component",
+    "ingest_worker.stream:component",
+    "ingest_worker.sdk:component",
 ]
 
 

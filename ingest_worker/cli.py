@@ -12,6 +12,12 @@ def serve(
     port: int = typer.Option(8787, "--port"),
     config_ttl: float = typer.Option(60.0, "--config-ttl", help="Seconds site config is cached (KV TTL)."),
     log_level: str = typer.Option("warning", "--log-level"),
+    ws_ping_interval: float = typer.Option(20.0, "--ws-ping-interval",
+                                           help="Seconds between WebSocket pings (live stream dead-peer detection)."),
+    ws_ping_timeout: float = typer.Option(20.0, "--ws-ping-timeout",
+                                          help="Seconds to wait for a pong before closing a WebSocket."),
+    graceful_timeout: float = typer.Option(5.0, "--graceful-timeout",
+                                           help="Seconds open requests (live SSE streams) get at shutdown."),
     data: str | None = DataOption,
 ) -> None:
     """Serve collect, SQL, stream, dashboards, /healthz and /metrics."""
@@ -26,7 +32,9 @@ def serve(
         fail(str(e))
     app = build_app(ctx)
     console.print(f"clickstream-lake serving {ctx.data.path} on http://{host}:{port}", style="bold")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+                ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout,
+                timeout_graceful_shutdown=graceful_timeout)
 
 
 def register(app: typer.Typer) -> None:

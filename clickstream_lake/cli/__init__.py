@@ -17,6 +17,8 @@ _MODULES = [
     "clickstream_lake.cli.control",
     "clickstream_lake.cli.simulate",
     "clickstream_lake.cli.compact",
+    "clickstream_lake.cli.sql",
+    "clickstream_lake.cli.export",
 ]
 
 
