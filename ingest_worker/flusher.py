@@ -105,7 +105,7 @@ def _events_table(rows: list[list[Any]]) -> pa.Table:
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
     names = ["received_at", "site_id", "record_id", "reason", "error", "status", "batch_index",
-             "content_type", "user_agent", "raw"]
+             "content_type", "user_agent", "payload"]
     cols = {name: [r[i + 1] for r in rows] for i, name in enumerate(names)}
     return pa.Table.from_pydict(cols, schema=QUARANTINE_SCHEMA)
 

@@ -32,7 +32,7 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("batch_index", pa.int32()),  # position in the batch; null for a whole-body rejection
         pa.field("content_type", pa.string()),
         pa.field("user_agent", pa.string()),
-        pa.field("raw", pa.string()),  # the payload as received (invalid UTF-8 replaced)
+        pa.field("payload", pa.string()),  # the raw payload as received (invalid UTF-8 replaced)
     ],
     metadata={"clickstream.schema": "quarantine/1"},
 )

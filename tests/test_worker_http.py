@@ -91,7 +91,7 @@ def test_mixed_batch_lands_good_events_and_lists_bad_ones(server, tenants, data_
     rows = wait_for(lambda: len(quarantine_rows(data_dir.path, "site_a")) >= 3 and quarantine_rows(
         data_dir.path, "site_a"))
     assert sorted(r["batch_index"] for r in rows) == [1, 3, 4]
-    assert any("teleport" in r["raw"] for r in rows)
+    assert any("teleport" in r["payload"] for r in rows)
 
 
 BAD_INPUTS = {
@@ -123,7 +123,7 @@ def test_every_bad_input_class_is_4xx_quarantined_and_server_keeps_serving(serve
     rows = wait_for(lambda: len(quarantine_rows(data_dir.path, "site_b")) >= len(BAD_INPUTS)
                     and quarantine_rows(data_dir.path, "site_b"))
     assert rows, "rejected payloads must be quarantined"
-    raws = [r["raw"] for r in rows]
+    raws = [r["payload"] for r in rows]
     for name, raw in BAD_INPUTS.items():
         probe = raw.decode("utf-8", errors="replace")[:20]
         assert any(probe in x for x in raws), f"{name} not in quarantine"

@@ -122,7 +122,7 @@ def test_flush_publishes_partitions_and_quarantine(tmp_path):
     assert _lake_ids(lake, "b") == ["e2"]
     assert lake.site_partitions("a") == ["2025-11-24", "2025-11-25"]
     qt = read_quarantine(lake, "a").to_pylist()
-    assert [(r["reason"], r["raw"], r["status"]) for r in qt] == [("invalid_json", "{nope", 400)]
+    assert [(r["reason"], r["payload"], r["status"]) for r in qt] == [("invalid_json", "{nope", 400)]
     meta = pq.ParquetFile(next(Path(lake.events_dir("a")).glob("dt=*/*.parquet"))).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
