@@ -24,7 +24,9 @@ from starlette.routing import BaseRoute, Route
 from clickstream_lake.context import AppContext
 
 # "module:factory" strings, imported lazily so a component's dependencies load only here.
-COMPONENTS: list[str] = []
+COMPONENTS: list[str] = [
+    "clickstream_lake.api.sql:component",
+]
 
 
 def _load(spec: str) -> Callable[[AppContext], Any]:

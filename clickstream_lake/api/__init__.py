@@ -1,0 +1,1 @@
+"""HTTP components of the read side (mounted by ``clickstream serve``)."""
