@@ -135,10 +135,11 @@ class Filters:
         ):
             if values:
                 preds.append(f"{column} IN ({', '.join(sql_str(v) for v in sorted(set(values)))})")
+        bot = "coalesce(CASE WHEN isnan(bot_probability) THEN NULL ELSE bot_probability END, 0)"
         if self.bots == "exclude":
-            preds.append(f"coalesce(bot_probability, 0) < {BOT_THRESHOLD}")
+            preds.append(f"{bot} < {BOT_THRESHOLD}")
         elif self.bots == "only":
-            preds.append(f"coalesce(bot_probability, 0) >= {BOT_THRESHOLD}")
+            preds.append(f"{bot} >= {BOT_THRESHOLD}")
         preds.extend(self.extra)
         return preds
 

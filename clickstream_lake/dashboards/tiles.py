@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from clickstream_lake.dashboards.metrics import Filters, metric_text, metrics_sql, scope_sql, sql_str
+from clickstream_lake.dashboards.metrics import BOT_THRESHOLD, Filters, metric_text, metrics_sql, scope_sql, sql_str
 
 SCORE_TILES: tuple[str, ...] = ("intent", "engagement", "frustration", "bot_probability")
 DISTRIBUTION_SCORES: tuple[str, ...] = ("intent", "frustration", "bot_probability")
@@ -60,43 +60,49 @@ def top_pages(filters: Filters, limit: int = 15) -> str:
 
 
 def entry_exit_pages(filters: Filters, limit: int = 10) -> str:
-    """Sessions by entry page and by exit page (kind = entry | exit)."""
+    """Sessions by entry page and by exit page (kind = entry | exit), top ``limit`` of each."""
     return f"""WITH scope AS (
 {scope_sql(filters)}
 ), session_facts AS (
 {metric_text('session_facts')}
-), ranked AS (
+), entry AS (
     SELECT 'entry' AS kind, entry_page AS path, count(*) AS sessions FROM session_facts
-    WHERE entry_page IS NOT NULL GROUP BY entry_page
-    UNION ALL
+    WHERE entry_page IS NOT NULL GROUP BY entry_page ORDER BY sessions DESC, path LIMIT {int(limit)}
+), exit AS (
     SELECT 'exit' AS kind, exit_page AS path, count(*) AS sessions FROM session_facts
-    WHERE exit_page IS NOT NULL GROUP BY exit_page
+    WHERE exit_page IS NOT NULL GROUP BY exit_page ORDER BY sessions DESC, path LIMIT {int(limit)}
 )
-SELECT kind, path, sessions FROM ranked
-QUALIFY row_number() OVER (PARTITION BY kind ORDER BY sessions DESC, path) <= {int(limit)}
+SELECT * FROM entry UNION ALL SELECT * FROM exit
 ORDER BY kind, sessions DESC, path"""
+
+
+def score(column: str) -> str:
+    """A score column with the codec's NaN ("not scored") turned into NULL."""
+    _check_ident(column)
+    return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
 
 
 def score_averages(filters: Filters, scores: Sequence[str] = SCORE_TILES) -> str:
     """Average score per time bucket, long form (bucket, score, average)."""
-    for s in scores:
-        _check_ident(s)
     bucket = time_bucket(filters)
-    avgs = ", ".join(f"avg({s}) AS {s}" for s in scores)
+    parts = "\nUNION ALL\n".join(
+        f"SELECT bucket, {sql_str(s)} AS score, avg({score(s)}) AS average FROM scope GROUP BY bucket"
+        for s in scores
+    )
     return f"""WITH scope AS (
 {scope_sql(filters, bucket)}
-), wide AS (SELECT bucket, {avgs} FROM scope GROUP BY bucket)
-UNPIVOT wide ON {', '.join(scores)} INTO NAME score VALUE average
+)
+SELECT * FROM (
+{parts}
+) WHERE average IS NOT NULL
 ORDER BY bucket, score"""
 
 
 def score_distributions(filters: Filters, scores: Sequence[str] = DISTRIBUTION_SCORES) -> str:
     """Histogram of each score in 10-point bins (score, bin, events)."""
-    for s in scores:
-        _check_ident(s)
     parts = "\nUNION ALL\n".join(
-        f"SELECT {sql_str(s)} AS score, least(floor({s} / 10) * 10, 90) AS bin, count(*) AS events "
-        f"FROM scope WHERE {s} IS NOT NULL GROUP BY bin"
+        f"SELECT {sql_str(s)} AS score, least(floor({score(s)} / 10) * 10, 90) AS bin, count(*) AS events "
+        f"FROM scope WHERE {score(s)} IS NOT NULL GROUP BY bin"
         for s in scores
     )
     return f"""WITH scope AS (
@@ -114,7 +120,7 @@ def bot_share(filters: Filters) -> str:
 {scope_sql(f, bucket)}
 )
 SELECT bucket,
-       avg(CASE WHEN coalesce(bot_probability, 0) >= 50 THEN 1 ELSE 0 END) AS bot_event_share,
+       avg(CASE WHEN coalesce({score('bot_probability')}, 0) >= {BOT_THRESHOLD} THEN 1 ELSE 0 END) AS bot_event_share,
        count(*) AS events
 FROM scope GROUP BY bucket ORDER BY bucket"""
 
@@ -204,7 +210,8 @@ def funnel(filters: Filters, spec: str = DEFAULT_FUNNEL) -> str:
 def live_feed(filters: Filters, rows: int = LIVE_FEED_ROWS) -> str:
     """The latest events (a bounded list, newest first)."""
     return f"""SELECT timestamp, event_type, path, channel, device_type, country,
-       round(intent) AS intent, round(frustration) AS frustration, round(bot_probability) AS bot_probability
+       round({score('intent')}) AS intent, round({score('frustration')}) AS frustration,
+       round({score('bot_probability')}) AS bot_probability
 FROM ({scope_sql(filters)})
 ORDER BY timestamp DESC, event_id
 LIMIT {int(rows)}"""
