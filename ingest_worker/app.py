@@ -26,6 +26,7 @@ from clickstream_lake.context import AppContext
 # "module:factory" strings, imported lazily so a component's dependencies load only here.
 COMPONENTS: list[str] = [
     "clickstream_lake.api.sql:component",
+    "clickstream_lake.dashboards.mount:component",
 ]
 
 

@@ -83,13 +83,14 @@ class DashboardAuth:
     """ASGI middleware: authenticate every http and websocket scope with a site API key."""
 
     def __init__(self, app: ASGIApp, resolve_key: Callable[[str], Any], *, mount_path: str = "/dashboards",
-                 secure_cookie: bool = False):
+                 secure_cookie: bool = False, meta: dict[str, str] | None = None):
         """``resolve_key(secret)`` returns the active key record (``.site_id``,
         ``.key_prefix``, ``.permissions``) or None (e.g. ``ctx.config.api_key``)."""
         self.app = app
         self.resolve_key = resolve_key
         self.mount_path = "/" + mount_path.strip("/")
         self.secure_cookie = secure_cookie
+        self.meta = dict(meta or {})  # added to every authenticated scope's meta (e.g. the data dir)
 
     # -- helpers -------------------------------------------------------------------------------
     def _viewer(self, secret: str) -> Viewer | None:
@@ -164,6 +165,7 @@ class DashboardAuth:
         state["clickstream_site"] = viewer.site_id
         scope["state"] = state
         meta = dict(scope.get("meta") or {})
+        meta.update(self.meta)
         meta["site_id"] = viewer.site_id
         scope["meta"] = meta
         await self.app(scope, receive, send)

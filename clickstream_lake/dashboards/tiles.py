@@ -12,7 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from clickstream_lake.dashboards.metrics import BOT_THRESHOLD, Filters, metric_text, metrics_sql, scope_sql, sql_str
+from clickstream_lake.dashboards.metrics import (
+    BOT_THRESHOLD,
+    Filters,
+    metric_text,
+    metrics_sql,
+    scope_sql,
+    sql_str,
+)
 
 SCORE_TILES: tuple[str, ...] = ("intent", "engagement", "frustration", "bot_probability")
 DISTRIBUTION_SCORES: tuple[str, ...] = ("intent", "frustration", "bot_probability")
