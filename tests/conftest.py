@@ -15,11 +15,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 
-from clickstream_lake.control import keys as keys_mod
-from clickstream_lake.control import sites as sites_mod
-from clickstream_lake.control.db import ControlDB
-from clickstream_lake.settings import DataDir
+# Timing-based health checks are noise on a shared 2-core machine: speed is measured in
+# benchmarks/, not in tests.
+settings.register_profile(
+    "clickstream", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile("clickstream")
+
+from clickstream_lake.control import keys as keys_mod  # noqa: E402
+from clickstream_lake.control import sites as sites_mod  # noqa: E402
+from clickstream_lake.control.db import ControlDB  # noqa: E402
+from clickstream_lake.settings import DataDir  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 

@@ -95,7 +95,7 @@ def build_lake(data: DataDir, sites: dict[str, bool] | None = None) -> LakeFixtu
     for i, (site, canary) in enumerate(sorted(sites.items())):
         events[site] = make_events(site, seed=11 + i, canary=canary)
         files[site] = publish(layout, site, events[site])
-    decoy = f"{layout.base}/decoy-{CANARY}.parquet"
+    decoy = f"{layout.base}/decoy-secret.parquet"
     publish_parquet(codec.rows_to_table([codec.encode({**events["site_b"][0]})]) if "site_b" in events
                     else codec.rows_to_table([]), layout.fs, decoy)
     return LakeFixture(data, events, files, decoy)

@@ -14,6 +14,7 @@ the site's table ``name`` (``lake/tables/site_id=<id>/<name>.parquet``) for JOIN
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -25,7 +26,7 @@ from clickstream_lake.context import AppContext
 from clickstream_lake.control.keys import ApiKey, Permission
 from clickstream_lake.query import formats
 from clickstream_lake.query.lake import Lake
-from clickstream_lake.query.runner import QueryError, QueryService
+from clickstream_lake.query.runner import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, QueryError, QueryService
 from clickstream_lake.query.tables import TableUploadError, upload_table
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ class SqlComponent:
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
         self.lake = Lake(ctx.lake, tmp_dir=str(ctx.data.tmp))
-        self.service = QueryService(self.lake, registry=ctx.registry, ttl_for=self._ttl)
+        self.service = QueryService(
+            self.lake, registry=ctx.registry, ttl_for=self._ttl,
+            timeout_s=float(os.environ.get("CLICKSTREAM_QUERY_TIMEOUT_S", DEFAULT_TIMEOUT_S)),
+            max_rows=int(os.environ.get("CLICKSTREAM_QUERY_MAX_ROWS", DEFAULT_MAX_ROWS)))
         ctx.components["query"] = self.service
         self.routes = [
             Route("/v1/sql", self.sql, methods=["POST"]),

@@ -174,6 +174,8 @@ def _rewrite_anonymous(node: exp.Anonymous) -> exp.Expression | None:
         return _local(x, args[1] if len(args) > 1 else None)
     if name == "formatdatetime" and len(args) >= 2:
         return exp.func("strftime", _local(args[0], tz), _ch_format(args[1]))
+    if name in ("splitbychar", "splitbystring") and len(args) == 2:
+        return exp.Anonymous(this="string_split", expressions=[args[1], args[0]])
     if name in _UNIQ and args:
         return exp.Count(this=exp.Distinct(expressions=args))
     if name == "multiif" and len(args) >= 3:
@@ -247,6 +249,11 @@ def to_duckdb(tree: exp.Expression) -> exp.Expression:
 
     def visit(node: exp.Expression) -> exp.Expression:
         new = _rewrite_node(node)
-        return new if new is not None else node
+        if new is None:
+            return node
+        # sqlglot does not descend into a replaced node: rewrite its children here
+        for child in list(new.iter_expressions()):
+            child.replace(child.transform(visit, copy=False))
+        return new
 
     return tree.transform(visit, copy=True)

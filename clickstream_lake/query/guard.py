@@ -78,7 +78,8 @@ def allowed_functions() -> frozenset[str]:
         con.close()
     names = {r[0] for r in rows if not _DENY_RE.match(r[0])}
     # unnest/range are table-ish in FROM but fine (and bounded by limits) in expressions
-    names |= {"unnest"}
+    names |= {"columns", "unnest", "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+              "first_value", "last_value", "nth_value", "fill", "rank_dense"}
     return frozenset(names | dialect.macro_names())
 
 

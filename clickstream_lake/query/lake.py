@@ -17,6 +17,7 @@ import glob as globmod
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ class Lake:
         self._instances: OrderedDict[str, tuple[tuple, duckdb.DuckDBPyConnection]] = OrderedDict()
         self._lock = threading.Lock()
         self.max_instances = 64
+        # what a site's directories hold is re-listed at most every ``sources_ttl_s``
+        # (new files inside existing partitions are seen at once: the views glob)
+        self.sources_ttl_s = 2.0
+        self._sources: dict[str, tuple[float, TenantSources]] = {}
 
     # -- discovery ----------------------------------------------------------------------
     @property
@@ -146,6 +151,16 @@ class Lake:
         return out
 
     def sources(self, site_id: str) -> TenantSources:
+        """The site's Parquet globs and uploaded tables (listed at most every ``sources_ttl_s``)."""
+        now = time.monotonic()
+        hit = self._sources.get(site_id)
+        if hit is not None and now - hit[0] < self.sources_ttl_s:
+            return hit[1]
+        src = self._list_sources(site_id)
+        self._sources[site_id] = (now, src)
+        return src
+
+    def _list_sources(self, site_id: str) -> TenantSources:
         check_site_id(site_id)
         ev_dir = self.layout.events_dir(site_id)
         q_dir = self.layout.quarantine_dir(site_id)
@@ -188,8 +203,10 @@ class Lake:
         with self._lock:
             if site_id is None:
                 self._instances.clear()
+                self._sources.clear()
             else:
                 self._instances.pop(site_id, None)
+                self._sources.pop(site_id, None)
 
     def connect_sources(self, src: TenantSources, *, limits: SandboxLimits | None = None
                         ) -> duckdb.DuckDBPyConnection:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from clickstream_lake.query.cache import ResultCache
 from clickstream_lake.query.lake import Lake
 
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_MAX_ROWS = 100_000
+DEFAULT_MAX_ROWS = 20_000
 
 
 class QueryError(Exception):
@@ -76,6 +77,10 @@ class QueryService:
         self.max_rows = max_rows
         self.cache = cache or ResultCache()
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        # guard verdicts per (site, text, relations): a repeated query skips parsing
+        self._checked: OrderedDict[tuple, guard.CheckedQuery] = OrderedDict()
+        self._checked_lock = threading.Lock()
+        self.max_checked = 4096
         registry = registry if registry is not None else CollectorRegistry()
         self.m_lake = Counter("clickstream_query_lake_executions", "Queries executed on the lake (cache misses)",
                               ["site"], registry=registry)
@@ -111,14 +116,27 @@ class QueryService:
             relations = self.lake.relations(site_id)
         except ValueError as e:
             raise QueryError(404, "site", str(e)) from None
+        memo_key = (site_id, sql, tuple(relations))
+        with self._checked_lock:
+            hit = self._checked.get(memo_key)
+            if hit is not None:
+                self._checked.move_to_end(memo_key)
+                return hit
         try:
-            return guard.check(sql, relations)
+            checked = guard.check(sql, relations)
+            with self._checked_lock:
+                self._checked[memo_key] = checked
+                while len(self._checked) > self.max_checked:
+                    self._checked.popitem(last=False)
+            return checked
         except guard.SqlSyntaxError as e:
             raise QueryError(400, "syntax", str(e), e.line, e.col) from None
         except guard.GuardError as e:
             raise QueryError(403, e.rule, e.message) from None
         except RecursionError:
             raise QueryError(400, "syntax", "query is nested too deeply") from None
+        except Exception as e:  # noqa: BLE001 - an analyser failure is still the query's problem, not a 5xx
+            raise QueryError(400, "syntax", f"cannot analyse the query: {type(e).__name__}: {str(e)[:300]}") from None
 
     def invalidate(self, site_id: str) -> None:
         self.cache.invalidate(lambda k: k[0] == site_id)
@@ -140,7 +158,7 @@ class QueryService:
             timer.daemon = True
             timer.start()
             try:
-                reader = con.execute(checked.sql).to_arrow_reader(8192)
+                reader = con.sql(checked.sql).to_arrow_reader(65536)
                 batches, n, truncated = [], 0, False
                 for batch in reader:
                     if n + batch.num_rows > self.max_rows:
@@ -156,7 +174,7 @@ class QueryService:
                 raise QueryError(422, "memory", "query exceeded the memory limit") from None
             except duckdb.PermissionException as e:
                 raise QueryError(403, "sandbox", f"blocked by the sandbox: {_first_line(e)}") from None
-            except (duckdb.ParserException,) as e:
+            except duckdb.ParserException as e:
                 raise QueryError(400, "syntax", _first_line(e)) from None
             except duckdb.Error as e:
                 if timed_out.is_set():
