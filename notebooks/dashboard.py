@@ -11,14 +11,13 @@ def _():
 
     import altair as alt
     import marimo as mo
-    import polars as pl
 
-    from clickstream_lake.dashboards import tiles
+    from clickstream_lake.dashboards import charts, tiles
     from clickstream_lake.dashboards.metrics import Filters
     from clickstream_lake.dashboards.source import AccessError, SiteData
 
     _ = alt.data_transformers.disable_max_rows()
-    return AccessError, Filters, SiteData, alt, dt, mo, pl, replace, tiles
+    return AccessError, Filters, SiteData, alt, charts, dt, mo, replace, tiles
 
 
 @app.cell
@@ -140,22 +139,12 @@ def _(all_filters, mo, refresh, site, tiles):
 
 
 @app.cell
-def _(alt, base_filters, mo, pl, refresh, site, tiles):
+def _(alt, base_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _wide = site.frame(tiles.traffic(base_filters))
     traffic_bucket = tiles.time_bucket(base_filters)
-    _long = (_wide.unpivot(index="bucket", on=["visitors", "sessions", "page_views"],
-                           variable_name="metric", value_name="count")
-             if _wide.height else pl.DataFrame({"bucket": [], "metric": [], "count": []}))
     _brush = alt.selection_interval(encodings=["x"], name="time_brush")
-    _chart = (
-        alt.Chart(_long, title=f"Traffic per {traffic_bucket} — brush to zoom the other tiles")
-        .mark_line(point=True)
-        .encode(x=alt.X("bucket:T", title=None), y=alt.Y("count:Q", title=None),
-                color=alt.Color("metric:N", title=None), tooltip=["bucket:T", "metric:N", "count:Q"])
-        .add_params(_brush)
-        .properties(height=220, width="container")
-    )
+    _chart = charts.traffic(_wide, traffic_bucket, _brush)
     traffic_chart = mo.ui.altair_chart(_chart)
     traffic_chart
     return traffic_bucket, traffic_chart
@@ -175,19 +164,10 @@ def _(base_filters, dt, replace, traffic_bucket, traffic_chart):
 
 
 @app.cell
-def _(alt, mo, refresh, site, tiles, time_filters):
+def _(alt, charts, mo, refresh, site, tiles, time_filters):
     refresh.value
     _df = site.frame(tiles.channels(time_filters))
-    _pick = alt.selection_point(fields=["channel"], name="channel_pick")
-    _chart = (
-        alt.Chart(_df, title="Channels (sessions) — click to filter")
-        .mark_bar()
-        .encode(y=alt.Y("channel:N", sort="-x", title=None), x=alt.X("sessions:Q"),
-                color=alt.condition(_pick, alt.value("#4c78a8"), alt.value("#c7d3e3")),
-                tooltip=["channel", "sessions", "visitors", "conversions", alt.Tooltip("revenue:Q", format=",.2f")])
-        .add_params(_pick)
-        .properties(height=220, width="container")
-    )
+    _chart = charts.channels(_df, alt.selection_point(fields=["channel"], name="channel_pick"))
     channel_chart = mo.ui.altair_chart(_chart)
     return (channel_chart,)
 
@@ -201,19 +181,10 @@ def _(channel_chart, replace, time_filters):
 
 
 @app.cell
-def _(alt, channel_filters, mo, refresh, site, tiles):
+def _(alt, channel_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _df = site.frame(tiles.campaigns(channel_filters))
-    _pick = alt.selection_point(fields=["utm_campaign"], name="campaign_pick")
-    _chart = (
-        alt.Chart(_df, title="UTM campaigns (sessions) — click to filter")
-        .mark_bar()
-        .encode(y=alt.Y("utm_campaign:N", sort="-x", title=None), x=alt.X("sessions:Q"),
-                color=alt.condition(_pick, alt.value("#f58518"), alt.value("#f4d3b5")),
-                tooltip=["utm_campaign", "sessions", "conversions", alt.Tooltip("revenue:Q", format=",.2f")])
-        .add_params(_pick)
-        .properties(height=220, width="container")
-    )
+    _chart = charts.campaigns(_df, alt.selection_point(fields=["utm_campaign"], name="campaign_pick"))
     campaign_chart = mo.ui.altair_chart(_chart)
     return (campaign_chart,)
 
@@ -227,19 +198,10 @@ def _(campaign_chart, channel_filters, replace):
 
 
 @app.cell
-def _(alt, campaign_filters, mo, refresh, site, tiles):
+def _(alt, campaign_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _df = site.frame(tiles.top_pages(campaign_filters))
-    _pick = alt.selection_point(fields=["path"], name="page_pick")
-    _chart = (
-        alt.Chart(_df, title="Top pages (page views) — click to filter")
-        .mark_bar()
-        .encode(y=alt.Y("path:N", sort="-x", title=None), x=alt.X("page_views:Q"),
-                color=alt.condition(_pick, alt.value("#54a24b"), alt.value("#c9e3c5")),
-                tooltip=["path", "page_views", "visitors"])
-        .add_params(_pick)
-        .properties(height=300, width="container")
-    )
+    _chart = charts.top_pages(_df, alt.selection_point(fields=["path"], name="page_pick"))
     page_chart = mo.ui.altair_chart(_chart)
     return (page_chart,)
 
@@ -259,67 +221,39 @@ def _(campaign_chart, channel_chart, mo, page_chart):
 
 
 @app.cell
-def _(all_filters, alt, mo, refresh, site, tiles):
+def _(all_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _df = site.frame(tiles.entry_exit_pages(all_filters))
-    _chart = (
-        alt.Chart(_df, title="Entry and exit pages (sessions)")
-        .mark_bar()
-        .encode(y=alt.Y("path:N", sort="-x", title=None), x=alt.X("sessions:Q"),
-                color=alt.Color("kind:N", title=None, scale=alt.Scale(range=["#72b7b2", "#e45756"])),
-                tooltip=["kind", "path", "sessions"])
-        .facet(column=alt.Column("kind:N", title=None))
-        .resolve_scale(y="independent")
-    )
-    entry_exit_view = mo.ui.altair_chart(_chart) if _df.height else mo.md("_No sessions in this selection._")
+    entry_exit_view = (mo.ui.altair_chart(charts.entry_exit(_df)) if _df.height
+                       else mo.md("_No sessions in this selection._"))
     entry_exit_view
     return
 
 
 @app.cell
-def _(all_filters, alt, mo, refresh, site, tiles):
+def _(all_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _avg = site.frame(tiles.score_averages(all_filters))
     _dist = site.frame(tiles.score_distributions(all_filters))
     _bots = site.frame(tiles.bot_share(all_filters))
     _charts = []
     if _avg.height:
-        _charts.append(alt.Chart(_avg, title="Score averages").mark_line(point=True).encode(
-            x=alt.X("bucket:T", title=None), y=alt.Y("average:Q", scale=alt.Scale(domain=[0, 100])),
-            color=alt.Color("score:N", title=None), tooltip=["bucket:T", "score", alt.Tooltip("average:Q", format=".1f")],
-        ).properties(height=200, width=380))
+        _charts.append(charts.score_averages(_avg))
     if _dist.height:
-        _charts.append(alt.Chart(_dist, title="Score distributions (events per 10-point bin)").mark_bar().encode(
-            x=alt.X("bin:O", title="score"), y=alt.Y("events:Q"), color=alt.Color("score:N", title=None),
-            xOffset="score:N", tooltip=["score", "bin", "events"],
-        ).properties(height=200, width=380))
+        _charts.append(charts.score_distributions(_dist))
     if _bots.height:
-        _charts.append(alt.Chart(_bots, title="Bot share of events").mark_area(opacity=0.6, color="#b279a2").encode(
-            x=alt.X("bucket:T", title=None), y=alt.Y("bot_event_share:Q", axis=alt.Axis(format="%"), title=None),
-            tooltip=["bucket:T", alt.Tooltip("bot_event_share:Q", format=".1%"), "events"],
-        ).properties(height=200, width=300))
+        _charts.append(charts.bot_share(_bots))
     scores_view = mo.hstack(_charts, gap=1, wrap=True) if _charts else mo.md("_No scored events yet._")
     scores_view
     return
 
 
 @app.cell
-def _(all_filters, alt, mo, refresh, site, tiles):
+def _(all_filters, charts, mo, refresh, site, tiles):
     refresh.value
     _df = site.frame(tiles.frustration_hotspots(all_filters))
     if _df.height:
-        _long = _df.unpivot(index=["path", "target"], on=["rage_clicks", "dead_clicks"],
-                            variable_name="kind", value_name="clicks_of_kind")
-        _long = _long.with_columns((_long["path"] + "  ›  " + _long["target"]).alias("spot"))
-        _chart = (
-            alt.Chart(_long, title="Frustration hotspots: rage and dead clicks by page and target")
-            .mark_bar()
-            .encode(y=alt.Y("spot:N", sort="-x", title=None), x=alt.X("clicks_of_kind:Q", title="clicks"),
-                    color=alt.Color("kind:N", title=None, scale=alt.Scale(range=["#e45756", "#9d755d"])),
-                    tooltip=["path", "target", "kind", "clicks_of_kind"])
-            .properties(height=260, width="container")
-        )
-        hotspot_view = mo.ui.altair_chart(_chart)
+        hotspot_view = mo.ui.altair_chart(charts.hotspots(_df))
     else:
         hotspot_view = mo.md("_No rage or dead clicks in this selection._")
     hotspot_view
@@ -327,19 +261,11 @@ def _(all_filters, alt, mo, refresh, site, tiles):
 
 
 @app.cell
-def _(all_filters, alt, funnel_steps, mo, refresh, site, tiles):
+def _(all_filters, charts, funnel_steps, mo, refresh, site, tiles):
     refresh.value
     try:
         _df = site.frame(tiles.funnel(all_filters, funnel_steps.value))
-        _first = max(int(_df["sessions"][0]), 1) if _df.height else 1
-        _df = _df.with_columns((_df["sessions"] / _first).alias("share"))
-        _chart = (
-            alt.Chart(_df, title="Funnel (sessions reaching each step, in order)")
-            .mark_bar(color="#4c78a8")
-            .encode(x=alt.X("label:N", sort=None, title=None), y=alt.Y("sessions:Q"),
-                    tooltip=["label", "sessions", alt.Tooltip("share:Q", format=".1%")])
-            .properties(height=240, width="container")
-        )
+        _chart = charts.funnel(_df)
         funnel_view = mo.vstack([funnel_steps, mo.ui.altair_chart(_chart)])
     except ValueError as _e:
         funnel_view = mo.vstack([funnel_steps, mo.callout(mo.md(str(_e)), kind="warn")])
