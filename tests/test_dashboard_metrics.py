@@ -138,3 +138,22 @@ def test_every_tile_runs_through_the_query_layer(filled):
     assert funnel[0]["sessions"] >= funnel[1]["sessions"] >= funnel[2]["sessions"]
     truth = filled.truth_between("site_a", f.since, f.until)
     assert funnel[-1]["sessions"] == truth["buyer_sessions"]
+
+
+@pytest.mark.skipif(not HAS_SCORER, reason="needs the scoring engine (ingest_worker.scoring)")
+def test_numbers_with_the_pipelines_own_identity_and_sessions(tmp_path):
+    """With the scorer's identity and 30-minute sessions instead of the simulator's keys:
+    event counts are exact; sessions match the simulator's sessionization; visitors may split
+    when a cookieless visitor's id cannot be linked, so they are allowed a 5 % margin."""
+    from clickstream_lake.settings import DataDir
+
+    data = DataDir.resolve(tmp_path / "data").ensure()
+    filled = fill_lake(data, sim_config(["site_a"], days=2, seed=21, end=END), identity="pipeline")
+    site = SiteData.open(site="site_a", data=data)
+    f = Filters(since=END - dt.timedelta(days=1), until=END)
+    got = _kpis(site, f)
+    truth = filled.truth_between("site_a", f.since, f.until)
+    assert (got["page_views"], got["purchases"]) == (truth["page_views"], truth["purchases"])
+    assert got["revenue"] == pytest.approx(truth["revenue"], abs=0.005)
+    assert got["sessions"] == truth["sessions"]
+    assert abs(got["visitors"] - truth["visitors"]) <= max(1, 0.05 * truth["visitors"])
