@@ -30,6 +30,7 @@ COMPONENTS: list[str] = [
     "clickstream_lake.export.schedule:component",
     "ingest_worker.stream:component",
     "ingest_worker.sdk:component",
+    "clickstream_lake.dashboards.mount:component",
 ]
 
 

@@ -15,6 +15,7 @@ from clickstream_lake.cli.common import app
 
 _MODULES = [
     "clickstream_lake.cli.control",
+    "clickstream_lake.cli.report",
     "clickstream_lake.cli.simulate",
     "clickstream_lake.cli.compact",
     "clickstream_lake.cli.sql",

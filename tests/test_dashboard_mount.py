@@ -1,0 +1,179 @@
+"""``/dashboards/`` inside ``clickstream serve``: the auth guard (HTTP and websocket), and a
+real browser loading the dashboard with a valid key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from clickstream_lake.control import keys as keys_mod
+from clickstream_lake.control.db import ControlDB
+from clickstream_lake.settings import DataDir
+from tests.conftest import ARTIFACTS, Tenant, start_server
+from tests.lakefill import fill_lake, sim_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def dash_env(tmp_path_factory):
+    """One served, simulator-filled data dir for the module (a server start costs seconds)."""
+    data = DataDir.resolve(tmp_path_factory.mktemp("dash") / "data").ensure()
+    fill_lake(data, sim_config(["site_a", "site_b"], days=3, seed=9))
+    db = ControlDB(data.control_db)
+    tenants = {}
+    for sid in ("site_a", "site_b"):
+        t = Tenant(sid, f"t.{sid}.example", f"{sid}.example")
+        t.keys["read"], _ = keys_mod.create_key(db, sid, name="read key", permissions="read")
+        tenants[sid] = t
+    db.close()
+    server = start_server(data)
+    yield server, tenants
+    server.kill(15)
+
+
+@pytest.fixture
+def dash_server(dash_env):
+    return dash_env[0]
+
+
+@pytest.fixture
+def tenants(dash_env):
+    return dash_env[1]
+
+
+def test_page_needs_a_key(dash_server, tenants):
+    url = dash_server.url + "/dashboards/"
+    r = httpx.get(url)
+    assert r.status_code == 401 and r.json()["error"] == "an API key is required"
+    r = httpx.get(url, headers={"Accept": "text/html"})
+    assert r.status_code == 401 and 'id="login"' in r.text and "csk_" in r.text
+    r = httpx.get(url, params={"token": "csk_not-a-key"})
+    assert r.status_code == 401 and "invalid" in r.json()["error"]
+    r = httpx.get(url, headers={"Cookie": "clickstream_dash=csk_forged"})
+    assert r.status_code == 401
+    # nothing behind the mount leaks without a key (assets, API, kernel endpoints)
+    for path in ("/dashboards/api/status", "/dashboards/api/kernel/instantiate", "/dashboards/favicon.ico"):
+        assert httpx.get(dash_server.url + path).status_code == 401, path
+
+
+def test_token_in_url_becomes_a_cookie_and_a_clean_url(dash_server, tenants):
+    key = tenants["site_a"].keys["read"]
+    r = httpx.get(dash_server.url + "/dashboards/", params={"token": key, "x": "1"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/dashboards/?x=1"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Path=/dashboards" in cookie and "SameSite=Lax" in cookie
+    with httpx.Client(base_url=dash_server.url) as c:
+        c.get("/dashboards/", params={"token": key})
+        page = c.get("/dashboards/")
+        assert page.status_code == 200 and "marimo" in page.text.lower()
+    assert httpx.get(dash_server.url + "/dashboards/",
+                     headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_login_form(dash_server, tenants):
+    with httpx.Client(base_url=dash_server.url) as c:
+        bad = c.post("/dashboards/login", data={"key": "csk_wrong"})
+        assert bad.status_code == 401 and "unknown or revoked" in bad.text
+        ok = c.post("/dashboards/login", data={"key": tenants["site_b"].keys["read"]})
+        assert ok.status_code == 303 and ok.headers["location"] == "/dashboards/"
+        assert c.get("/dashboards/").status_code == 200
+        assert c.get("/dashboards/logout").status_code == 303
+        assert c.get("/dashboards/").status_code == 401
+        assert c.post("/dashboards/login", content=b"x" * 20_000,
+                      headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
+        assert c.post("/dashboards/login", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+
+
+def _ws_url(server, session="s-test") -> str:
+    return server.url.replace("http://", "ws://") + f"/dashboards/ws?session_id={session}"
+
+
+def test_websocket_is_refused_without_a_key(dash_server, tenants):
+    async def attempt(headers):
+        async with websockets.connect(_ws_url(dash_server), additional_headers=headers, open_timeout=10) as ws:
+            return ws
+
+    for headers in ({}, {"Cookie": "clickstream_dash=csk_forged"}, {"Authorization": "Bearer nope"}):
+        with pytest.raises(InvalidStatus) as e:
+            asyncio.run(attempt(headers))
+        assert e.value.response.status_code == 403
+
+
+def test_websocket_opens_with_a_key(dash_server, tenants):
+    key = tenants["site_a"].keys["read"]
+
+    async def attempt():
+        async with websockets.connect(_ws_url(dash_server, "s-ok"), open_timeout=20,
+                                      additional_headers={"Cookie": f"clickstream_dash={key}"}) as ws:
+            msg = await asyncio.wait_for(ws.recv(), timeout=30)
+            return msg
+
+    first = asyncio.run(attempt())
+    assert first  # marimo's kernel spoke: the handshake got past the guard
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def wait_for_dashboard(page, timeout_s: float = 150.0, min_charts: int = 6) -> None:
+    """Kernel connected, every cell done, the charts drawn (locators pierce marimo's shadow DOM)."""
+    page.wait_for_selector("#App[data-connection-state='OPEN']", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.locator(".marimo-output-loading").count() == 0 and page.locator(".vega-embed").count() >= min_charts:
+            return
+        page.wait_for_timeout(500)
+    raise TimeoutError(f"dashboard not ready in {timeout_s}s: {page.locator('.vega-embed').count()} charts, "
+                       f"{page.locator('.marimo-output-loading').count()} cells loading")
+
+
+def error_outputs(page) -> list[str]:
+    sel = ".marimo-error, [data-testid='marimo-error'], .marimo-output-stderr, .output-error"
+    loc = page.locator(sel)
+    return [loc.nth(i).inner_text()[:500] for i in range(loc.count())]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium (scripts/ensure_chromium.sh)")
+def test_browser_loads_the_dashboard(dash_server, tenants):
+    from playwright.sync_api import sync_playwright
+
+    key = tenants["site_a"].keys["read"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2600})
+            page.goto(dash_server.url + f"/dashboards/?token={key}")
+            assert "token=" not in page.url  # the key left the address bar
+            try:
+                wait_for_dashboard(page)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "dashboard-timeout.png"), full_page=True)
+                raise
+            page.wait_for_timeout(1500)  # let the last charts paint
+            assert error_outputs(page) == []
+            for label in ("site_a · behavioural analytics", "Visitors", "Revenue", "Conversion rate"):
+                assert page.get_by_text(label).count() > 0, label
+            assert page.get_by_text("site_b").count() == 0
+            shot = ARTIFACTS / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            # without a key: the login page, and no marimo app
+            anon = browser.new_page()
+            r = anon.goto(dash_server.url + "/dashboards/")
+            assert r.status == 401
+            assert anon.query_selector("#login") is not None and anon.query_selector("#App") is None
+        finally:
+            browser.close()
