@@ -151,7 +151,7 @@ def publish_parquet(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     else:
         with fs.open(path, "wb") as f:
             pq.write_table(table, f, compression=PARQUET_COMPRESSION, row_group_size=row_group_size)
@@ -163,7 +163,8 @@ def _is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
     return protocol in ("file", "local")
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so a rename/link inside it is durable (best effort)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -28,6 +28,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from clickstream_lake.export.errors import ExportError, TargetMissing, error_code, is_precondition_failed
+from clickstream_lake.lake import fsync_dir
 
 _MEMORY_LOCK = threading.Lock()
 
@@ -157,7 +158,7 @@ class ExportTarget:
                 return False
             finally:
                 os.unlink(tmp)
-            _fsync_dir(parent)
+            fsync_dir(parent)
             return True
         with _MEMORY_LOCK:
             if self.fs.exists(path):
@@ -212,16 +213,3 @@ class ExportTarget:
 def footer_metadata(data: bytes) -> dict[str, str]:
     md = pq.ParquetFile(io.BytesIO(data)).schema_arrow.metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"ARROW:")}
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
