@@ -31,7 +31,8 @@ def dash_env(tmp_path_factory):
     db = ControlDB(data.control_db)
     tenants = {}
     for sid in ("site_a", "site_b"):
-        t = Tenant(sid, f"t.{sid}.example", f"{sid}.example")
+        host = sid.replace("_", "-")  # the tracking hostname tests/lakefill.py registered
+        t = Tenant(sid, f"t.{host}.example", f"{host}.example")
         t.keys["read"], _ = keys_mod.create_key(db, sid, name="read key", permissions="read")
         tenants[sid] = t
     db.close()
@@ -202,9 +203,11 @@ def test_stream_token_route_gives_a_token_for_the_viewers_own_site(dash_server, 
         hello = next(line for line in lines if line.startswith("data: "))
         assert '"site_id":"site_a"' in hello.replace(" ", "")
     # the token reads the stream and nothing else: not the SQL API
-    q = httpx.post(dash_server.url + "/v1/query", json={"sql": "SELECT 1"},
+    q = httpx.post(dash_server.url + "/v1/sql", content="SELECT 1",
                    headers={"Authorization": f"Bearer {grant['token']}"}, timeout=10)
     assert q.status_code == 401
+    assert httpx.get(dash_server.url + "/dashboards/",
+                     headers={"Authorization": f"Bearer {grant['token']}"}).status_code == 401
 
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
