@@ -305,7 +305,7 @@ def _(get_live_filters, live_feed, live_stream, mo, site, tiles):
     _fill = site.table(tiles.live_feed(_filters, rows=live_feed.MAX_ROWS)).to_pylist()
     _cfg = live_feed.page_config(site_id=site.site_id, filters=_filters, initial_rows=_fill, **live_stream)
     mo.vstack([mo.md("### Live feed — events as they arrive"),
-               mo.iframe(live_feed.live_feed_html(_cfg), height="560px")])
+               mo.iframe(live_feed.live_feed_html(_cfg), height="540px")])
     return
 
 

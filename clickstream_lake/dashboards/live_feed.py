@@ -84,6 +84,7 @@ _PAGE = r"""<!doctype html>
   #status[data-state="connected"] .dot { background: #1a7f37; }
   #status[data-state="reconnecting"] .dot, #status[data-state="connecting"] .dot { background: #bf8700; }
   #status[data-state="unavailable"] .dot { background: #cf222e; }
+  #scroll { max-height: 30rem; overflow-y: auto; }
   table { border-collapse: collapse; width: 100%; }
   th, td { text-align: left; padding: .2rem .45rem; border-bottom: 1px solid #eaeef2; white-space: nowrap; }
   th { font-weight: 600; color: #57606a; position: sticky; top: 0; background: #fff; }
@@ -97,9 +98,9 @@ _PAGE = r"""<!doctype html>
 <body>
 <div id="status" data-state="connecting"><span class="dot"></span><span id="state">connecting…</span>
   <span id="counts"></span></div>
-<table id="feed"><thead><tr><th>time (UTC)</th><th>type</th><th>path</th><th>country</th><th>device</th>
+<div id="scroll"><table id="feed"><thead><tr><th>time (UTC)</th><th>type</th><th>path</th><th>country</th><th>device</th>
   <th>channel</th><th class="num">intent</th><th class="num">frustration</th><th class="num">bot %</th><th>src</th></tr></thead>
-<tbody id="rows"></tbody></table>
+<tbody id="rows"></tbody></table></div>
 <div id="empty" class="empty" hidden>No events yet.</div>
 <script>
 "use strict";
