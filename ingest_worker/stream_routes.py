@@ -1,7 +1,8 @@
 """The stream endpoints: ``GET /v1/stream`` (WebSocket) and ``GET /v1/stream.sse`` (SSE).
 
 Authentication: an API key (read, write or admin) in ``Authorization: Bearer <key>`` or
-``?token=<key>`` selects the site.  A missing, unknown or revoked key is refused *before*
+``?token=<key>`` selects the site; so does a short-lived stream token (``cst_…``, see
+:mod:`clickstream_lake.control.stream_tokens`) that the dashboards issue to their viewers.  A missing, unknown or revoked key is refused *before*
 the WebSocket is accepted, with an HTTP 401 JSON answer (403 when ``?site=`` names another
 site than the key's); a key revoked while connected closes the socket with code 4401
 within about one heartbeat interval (plus the config cache's TTL).
@@ -34,6 +35,13 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from clickstream_lake.control.stream_tokens import (
+    StreamClaims,
+    StreamTokenError,
+    StreamTokens,
+    is_stream_token,
+    issuer_active,
+)
 from ingest_worker.stream import (
     DEFAULT_BATCH_LINGER_MS,
     DEFAULT_HEARTBEAT_S,
@@ -73,6 +81,7 @@ def _now_ms() -> int:
 class Grant:
     site_id: str
     secret: str
+    claims: StreamClaims | None = None  # set when a stream token (not an API key) opened it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,7 @@ class StreamComponent:
             batch_linger_s=_env_number("CLICKSTREAM_STREAM_BATCH_LINGER_MS", DEFAULT_BATCH_LINGER_MS) / 1000,
         )
         self.ingest_attached = False
+        self.tokens = StreamTokens.for_data(ctx.data)  # the dashboards issue them, we verify them
         ctx.components["stream"] = self
         ctx.registry.register(_HubCollector(self.hub))
         self.routes = [
@@ -132,15 +142,28 @@ class StreamComponent:
         secret = bearer_token(conn)
         if not secret:
             return Denial(401, "missing_key", "an API key is required: Authorization: Bearer <key> or ?token=<key>")
-        key = await run_in_threadpool(self.ctx.config.api_key, secret)
-        if key is None:
-            return Denial(401, "invalid_key", "unknown or revoked API key")
+        if is_stream_token(secret):
+            try:
+                claims = self.tokens.verify(secret)
+            except StreamTokenError as e:
+                return Denial(401, e.reason, str(e))
+            if not await run_in_threadpool(issuer_active, self.ctx.db, claims):
+                return Denial(401, "invalid_token", "the key that issued this stream token was revoked")
+            grant = Grant(claims.site_id, secret, claims)
+        else:
+            key = await run_in_threadpool(self.ctx.config.api_key, secret)
+            if key is None:
+                return Denial(401, "invalid_key", "unknown or revoked API key")
+            grant = Grant(key.site_id, secret)
         wanted = conn.query_params.get("site")
-        if wanted and wanted != key.site_id:
+        if wanted and wanted != grant.site_id:
             return Denial(403, "wrong_site", f"this key does not give access to site {wanted!r}")
-        return Grant(key.site_id, secret)
+        return grant
 
     async def still_authorised(self, grant: Grant) -> bool:
+        if grant.claims is not None:
+            # a token opens a stream until it expires; the open stream lives while its issuer does
+            return await run_in_threadpool(issuer_active, self.ctx.db, grant.claims)
         key = await run_in_threadpool(self.ctx.config.api_key, grant.secret)
         return key is not None and key.site_id == grant.site_id
 

@@ -12,12 +12,12 @@ def _():
     import altair as alt
     import marimo as mo
 
-    from clickstream_lake.dashboards import charts, tiles
+    from clickstream_lake.dashboards import charts, live_feed, tiles
     from clickstream_lake.dashboards.metrics import Filters
     from clickstream_lake.dashboards.source import AccessError, SiteData
 
     _ = alt.data_transformers.disable_max_rows()
-    return AccessError, Filters, SiteData, alt, charts, dt, mo, replace, tiles
+    return AccessError, Filters, SiteData, alt, charts, dt, live_feed, mo, replace, tiles
 
 
 @app.cell
@@ -274,11 +274,51 @@ def _(all_filters, charts, funnel_steps, mo, refresh, site, tiles):
 
 
 @app.cell
-def _(all_filters, mo, refresh, site, tiles):
-    # Live feed: the latest events, through the query layer (refreshed every TTL).
+def _(mo):
+    # The live stream, when this dashboard is served by `clickstream serve` (the mount puts
+    # the stream's and the token route's paths into the request meta); None standalone.
+    _req = mo.app_meta().request
+    _meta = dict(_req.meta or {}) if _req is not None else {}
+    if _meta.get("stream_url") and _meta.get("stream_token_url"):
+        live_stream = {"stream_url": str(_meta["stream_url"]), "token_url": str(_meta["stream_token_url"])}
+    else:
+        live_stream = None
+    # The live tile's filters, as state: it re-renders (and reconnects) only when the
+    # filters really change, not on every refresh tick that re-runs the cells above.
+    get_live_filters, set_live_filters = mo.state(None)
+    return get_live_filters, live_stream, set_live_filters
+
+
+@app.cell
+def _(all_filters, get_live_filters, live_stream, set_live_filters):
+    if live_stream is not None and get_live_filters() != all_filters:
+        set_live_filters(all_filters)
+    return
+
+
+@app.cell
+def _(get_live_filters, live_feed, live_stream, mo, site, tiles):
+    # Live feed, served: the site's live stream followed in the browser (an iframe, since
+    # marimo does not run scripts in mo.Html), with the latest lake events as initial fill.
+    _filters = get_live_filters()
+    mo.stop(live_stream is None or _filters is None)
+    _fill = site.table(tiles.live_feed(_filters, rows=live_feed.MAX_ROWS)).to_pylist()
+    _cfg = live_feed.page_config(site_id=site.site_id, filters=_filters, initial_rows=_fill, **live_stream)
+    mo.vstack([mo.md("### Live feed — events as they arrive"),
+               mo.iframe(live_feed.live_feed_html(_cfg), height="540px")])
+    return
+
+
+@app.cell
+def _(all_filters, live_stream, mo, refresh, site, tiles):
+    # Live feed, standalone (no stream server): the latest events through the query layer,
+    # refreshed every TTL.
+    mo.stop(live_stream is not None)
     refresh.value
     _df = site.frame(tiles.live_feed(all_filters))
     mo.vstack([mo.md("### Live feed — latest events"),
+               mo.md("<small>Standalone: no live stream here; these are the latest events in the lake, "
+                     "refreshed every TTL. Open the dashboard under `clickstream serve` for a live feed.</small>"),
                mo.ui.table(_df, selection=None, pagination=True, page_size=10)])
     return
 

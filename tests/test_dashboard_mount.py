@@ -31,7 +31,8 @@ def dash_env(tmp_path_factory):
     db = ControlDB(data.control_db)
     tenants = {}
     for sid in ("site_a", "site_b"):
-        t = Tenant(sid, f"t.{sid}.example", f"{sid}.example")
+        host = sid.replace("_", "-")  # the tracking hostname tests/lakefill.py registered
+        t = Tenant(sid, f"t.{host}.example", f"{host}.example")
         t.keys["read"], _ = keys_mod.create_key(db, sid, name="read key", permissions="read")
         tenants[sid] = t
     db.close()
@@ -175,5 +176,102 @@ def test_browser_loads_the_dashboard(dash_server, tenants):
             r = anon.goto(dash_server.url + "/dashboards/")
             assert r.status == 401
             assert anon.query_selector("#login") is not None and anon.query_selector("#App") is None
+        finally:
+            browser.close()
+
+
+def test_stream_token_route_gives_a_token_for_the_viewers_own_site(dash_server, tenants):
+    key_a = tenants["site_a"].keys["read"]
+    assert httpx.get(dash_server.url + "/dashboards/stream-token").status_code == 401
+    assert httpx.post(dash_server.url + "/dashboards/stream-token",
+                      headers={"Authorization": f"Bearer {key_a}"}).status_code == 405
+    with httpx.Client(base_url=dash_server.url) as c:
+        c.get("/dashboards/", params={"token": key_a})  # the cookie, as a browser gets it
+        r = c.get("/dashboards/stream-token")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    grant = r.json()
+    assert grant["site_id"] == "site_a" and grant["token"].startswith("cst_")
+    assert grant["stream_url"] == "/v1/stream.sse" and grant["expires_ms"] > time.time() * 1000
+    sse = dash_server.url + grant["stream_url"]
+    # the token opens site_a's stream only: asking for site_b is refused
+    refused = httpx.get(sse, params={"token": grant["token"], "site": "site_b"}, timeout=5)
+    assert refused.status_code == 403 and refused.json()["reason"] == "wrong_site"
+    with httpx.stream("GET", sse, params={"token": grant["token"]}, timeout=10) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        assert next(lines) == "retry: 3000"
+        hello = next(line for line in lines if line.startswith("data: "))
+        assert '"site_id":"site_a"' in hello.replace(" ", "")
+    # the token reads the stream and nothing else: not the SQL API
+    q = httpx.post(dash_server.url + "/v1/sql", content="SELECT 1",
+                   headers={"Authorization": f"Bearer {grant['token']}"}, timeout=10)
+    assert q.status_code == 401
+    assert httpx.get(dash_server.url + "/dashboards/",
+                     headers={"Authorization": f"Bearer {grant['token']}"}).status_code == 401
+
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
+
+
+def _collect(server, host: str, paths: list[str]) -> None:
+    import uuid
+
+    now = int(time.time() * 1000)
+    body = {"events": [{"type": "page_view", "url": p, "event_id": uuid.uuid4().hex, "ts": now} for p in paths]}
+    r = httpx.post(server.url + "/v1/collect", json=body, headers={"Host": host, "User-Agent": UA}, timeout=15)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium (scripts/ensure_chromium.sh)")
+def test_browser_live_feed_follows_the_stream(dash_server, tenants):
+    """The live-feed tile opens the site's stream in the browser: events posted to
+    /v1/collect show up within seconds; the other site's events never do."""
+    import uuid
+
+    from playwright.sync_api import sync_playwright
+
+    key = tenants["site_a"].keys["read"]
+    mine = [f"/live-a/{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    theirs = [f"/live-b/{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2600})
+            page.goto(dash_server.url + f"/dashboards/?token={key}")
+            wait_for_dashboard(page)
+            feed = page.frame_locator("iframe").first
+            try:
+                feed.locator("#status[data-state='connected']").wait_for(timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "live-feed-timeout.png"), full_page=True)
+                raise
+            lake_rows = feed.locator("tr.lake").count()
+            assert lake_rows > 0  # the initial fill from the query layer
+            _collect(dash_server, tenants["site_b"].hostname, theirs)
+            _collect(dash_server, tenants["site_a"].hostname, mine)
+            started = time.monotonic()
+            for path in mine:
+                feed.locator("tr.live td.path", has_text=path).wait_for(timeout=10_000)
+            took = time.monotonic() - started
+            print(f"live feed: {len(mine)} collected events shown in the browser after {took:.2f} s")
+            _collect(dash_server, tenants["site_b"].hostname, theirs[:1])
+            page.wait_for_timeout(1000)  # give the other site's events every chance to (wrongly) arrive
+            text = feed.locator("#feed").inner_text()
+            assert all(path in text for path in mine)
+            assert not any(path in text for path in theirs)
+            assert feed.locator("tr.live").count() == len(mine)
+            assert "connected" in feed.locator("#status").inner_text()
+            # newest first, the lake rows below them, at most 50 rows
+            assert feed.locator("tbody tr").first.get_attribute("class").startswith("live")
+            assert feed.locator("tbody tr").count() <= 50
+            # a refresh tick re-runs the tiles but leaves the live tile (and its stream) alone
+            page.locator("[data-testid='marimo-plugin-refresh-button']").first.click()
+            page.wait_for_timeout(1500)
+            wait_for_dashboard(page)
+            assert feed.locator("tr.live").count() == len(mine)
+            page.locator("iframe").first.scroll_into_view_if_needed()
+            page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "dashboard-live-feed.png"))
         finally:
             browser.close()

@@ -537,3 +537,43 @@ def test_viewer_queue_accounts_for_every_event(queue_size, ops):
     assert len(v.queue) <= queue_size
     if offered:
         assert seen[-1] == offered - 1  # the newest is never the one dropped
+
+
+# -- stream tokens (what the dashboard's live-feed tile uses) -----------------------------------------
+def test_stream_tokens_open_only_their_own_sites_stream(live, tenants, data_dir):
+    from clickstream_lake.control.stream_tokens import StreamTokens
+
+    tokens = live.ctx.components["stream"].tokens
+    db = ControlDB(data_dir.control_db)
+    _, rec_a = keys_mod.create_key(db, "site_a", name="dash a", permissions="read")
+    token_a, _ = tokens.issue("site_a", rec_a.key_prefix)
+    expired, _ = tokens.issue("site_a", rec_a.key_prefix, ttl_s=-1)
+    foreign, _ = StreamTokens(b"not the server secret!").issue("site_a", rec_a.key_prefix)
+    sse = f"{live.url}/v1/stream.sse"
+
+    def refusal(url: str, token: str, **params: str) -> tuple[int, str]:
+        r = httpx.get(url, params={"token": token, **params}, timeout=5)
+        return r.status_code, r.json().get("reason", "")
+
+    assert refusal(sse, token_a, site="site_b") == (403, "wrong_site")  # A's token, B's stream
+    assert refusal(sse, expired) == (401, "expired_token")
+    assert refusal(sse, foreign) == (401, "invalid_token")
+    _, sig = token_a.split(".")
+    retargeted = tokens.issue("site_b", rec_a.key_prefix)[0].split(".")[0] + "." + sig
+    assert refusal(sse, retargeted) == (401, "invalid_token")
+
+    async def scenario():
+        ws, hello = await open_viewer(live, token_a)
+        assert hello["site_id"] == "site_a"
+        live.publish("site_b", "purchase")
+        keep = live.publish("site_a", "click").event_id
+        got = events_of(await recv_until(ws, lambda m: m.get("event", {}).get("event_id") == keep))
+        await ws.close()
+        return got
+
+    got = asyncio.run(scenario())
+    assert [m["site_id"] for m in got] == ["site_a"]
+    # revoking the issuing key refuses its tokens from then on
+    keys_mod.revoke_key(db, rec_a.key_prefix)
+    assert refusal(sse, token_a) == (401, "invalid_token")
+    assert wait_until(lambda: live.hub.sites == {})

@@ -16,6 +16,10 @@ accepted, which the server turns into an HTTP 403 — the kernel is never reache
 This is deliberately *not* Starlette's ``BaseHTTPMiddleware``: that one only sees HTTP, and
 the marimo kernel talks over a websocket.
 
+``GET <mount>/stream-token`` (authenticated like everything else, so by the cookie from a
+page) answers a short-lived stream token for the viewer's own site — how the live-feed
+tile's script, which cannot read the HttpOnly cookie, opens ``/v1/stream.sse``.
+
 On success the viewer's site goes into ``scope["state"]["clickstream_site"]`` and
 ``scope["user"]``/``scope["meta"]`` (what marimo exposes to the notebook as
 ``mo.app_meta().request``), so the notebook shows that site and no other.
@@ -33,6 +37,7 @@ from urllib.parse import parse_qsl, urlencode
 COOKIE_NAME = "clickstream_dash"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
+STREAM_TOKEN_PATH = "/stream-token"
 MAX_FORM_BYTES = 8_192
 
 Scope = dict[str, Any]
@@ -83,14 +88,18 @@ class DashboardAuth:
     """ASGI middleware: authenticate every http and websocket scope with a site API key."""
 
     def __init__(self, app: ASGIApp, resolve_key: Callable[[str], Any], *, mount_path: str = "/dashboards",
-                 secure_cookie: bool = False, meta: dict[str, str] | None = None):
+                 secure_cookie: bool = False, meta: dict[str, str] | None = None,
+                 stream_token: Callable[[Viewer], dict[str, Any]] | None = None):
         """``resolve_key(secret)`` returns the active key record (``.site_id``,
-        ``.key_prefix``, ``.permissions``) or None (e.g. ``ctx.config.api_key``)."""
+        ``.key_prefix``, ``.permissions``) or None (e.g. ``ctx.config.api_key``).
+        ``stream_token(viewer)`` returns the JSON answer of ``<mount>/stream-token``
+        (None: the server has no live stream, the route answers 404)."""
         self.app = app
         self.resolve_key = resolve_key
         self.mount_path = "/" + mount_path.strip("/")
         self.secure_cookie = secure_cookie
         self.meta = dict(meta or {})  # added to every authenticated scope's meta (e.g. the data dir)
+        self.stream_token = stream_token
 
     # -- helpers -------------------------------------------------------------------------------
     def _viewer(self, secret: str) -> Viewer | None:
@@ -159,6 +168,15 @@ class DashboardAuth:
             await self._redirect(send, target, [self._cookie_header(secret)])
             return
 
+        if kind == "http" and local == STREAM_TOKEN_PATH:
+            if self.stream_token is None:
+                await self._json(send, 404, {"error": "this server has no live stream"})
+            elif scope.get("method") not in ("GET", "HEAD"):
+                await self._json(send, 405, {"error": "use GET"})
+            else:
+                await self._json(send, 200, self.stream_token(viewer), no_store=True)
+            return
+
         scope = dict(scope)
         scope["user"] = viewer
         state = dict(scope.get("state") or {})
@@ -219,12 +237,14 @@ class DashboardAuth:
                                 (b"cache-control", b"no-store"), *extra]})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _json(self, send, status: int, payload: dict) -> None:
+    async def _json(self, send, status: int, payload: dict, *, no_store: bool = False) -> None:
         body = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="dashboards"')]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if no_store:
+            headers.append((b"cache-control", b"no-store"))
+        else:
+            headers.append((b"www-authenticate", b'Bearer realm="dashboards"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _html(self, send, status: int, page: str) -> None:

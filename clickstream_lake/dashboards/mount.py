@@ -15,7 +15,7 @@ import logging
 from starlette.routing import Mount
 
 from clickstream_lake.context import AppContext
-from clickstream_lake.dashboards.auth import DashboardAuth
+from clickstream_lake.dashboards.auth import STREAM_TOKEN_PATH, DashboardAuth
 from clickstream_lake.dashboards.source import query_service, register_service
 from clickstream_lake.resources import NOTEBOOKS_DIR
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MOUNT_PATH = "/dashboards"
 DASHBOARD_NOTEBOOK = NOTEBOOKS_DIR / "dashboard.py"
+STREAM_SSE_PATH = "/v1/stream.sse"
 
 
 class DashboardsComponent:
@@ -41,9 +42,22 @@ class DashboardsComponent:
             .with_app(path="", root=str(DASHBOARD_NOTEBOOK))
             .build()
         )
-        self.app = DashboardAuth(self.marimo_app, ctx.config.api_key, mount_path=MOUNT_PATH,
-                                 meta={"data": str(ctx.data.path)})
+        meta = {"data": str(ctx.data.path)}
+        stream = ctx.components.get("stream")  # listed before us in COMPONENTS
+        self.stream_tokens = getattr(stream, "tokens", None)
+        if self.stream_tokens is not None:
+            # the live-feed tile fetches a token here (cookie-authenticated) and opens the SSE stream
+            meta["stream_url"] = STREAM_SSE_PATH
+            meta["stream_token_url"] = MOUNT_PATH + STREAM_TOKEN_PATH
+        self.app = DashboardAuth(self.marimo_app, ctx.config.api_key, mount_path=MOUNT_PATH, meta=meta,
+                                 stream_token=self._stream_token if self.stream_tokens is not None else None)
         self.routes = [Mount(MOUNT_PATH, app=self.app)]
+
+    def _stream_token(self, viewer) -> dict:
+        """A short-lived, read-only token for the viewer's own site's live stream."""
+        token, expires_ms = self.stream_tokens.issue(viewer.site_id, viewer.key_prefix)
+        return {"token": token, "site_id": viewer.site_id, "expires_ms": expires_ms,
+                "stream_url": STREAM_SSE_PATH}
 
     def health(self) -> dict:
         return {"dashboards": {"ok": DASHBOARD_NOTEBOOK.exists(), "notebook": DASHBOARD_NOTEBOOK.name}}
