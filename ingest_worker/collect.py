@@ -40,6 +40,7 @@ from ingest_worker import pipeline as pl
 from ingest_worker.durable_log import DurableLog, read_segment
 from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids
 from ingest_worker.metrics import WorkerMetrics
+from ingest_worker.rebuild import RebuildResult, rebuild_sessions
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,11 @@ class CollectComponent:
         self.pipeline: pl.Pipeline | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._groups_counted = 0
+        # session state is rebuilt from the lake in the background; collect requests wait for it
+        self.sessions_ready = asyncio.Event()
+        self.rebuild_wait_s = _env_float("CLICKSTREAM_REBUILD_WAIT", 30.0)
+        self.rebuilt: RebuildResult | None = None
+        self._rebuilder: asyncio.Task[None] | None = None
         self.routes = [
             Route("/v1/collect", self.post_collect, methods=["POST"]),
             Route("/v1/collect", self.preflight, methods=["OPTIONS"]),
@@ -94,10 +100,28 @@ class CollectComponent:
                                     dedupe=dedupe)
         await self.log.start()
         await self.flusher.start()
+        self._rebuilder = asyncio.create_task(self._rebuild_sessions(scoring), name="session-rebuild")
         if self.compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
 
+    async def _rebuild_sessions(self, scoring: pl.ScoringStage) -> None:
+        """Sessions and scores continue across a restart: replay the lake's last 25 h (the log's
+        leftovers are already in it) into the session store, off the event loop.  Collect
+        requests wait for this (``CLICKSTREAM_REBUILD_WAIT``, then 503 + Retry-After)."""
+        try:
+            self.rebuilt = await asyncio.to_thread(rebuild_sessions, self.ctx.lake, scoring.scorer)
+            log.info("sessions rebuilt: %d visitors from %d rows in %d files (%.2f s)", self.rebuilt.visitors,
+                     self.rebuilt.rows, self.rebuilt.files, self.rebuilt.seconds)
+        except Exception:  # noqa: BLE001 - serve with fresh sessions rather than not at all
+            log.exception("session rebuild failed: visitors start new sessions")
+        finally:
+            self.sessions_ready.set()
+
     async def shutdown(self) -> None:
+        if self._rebuilder is not None and not self._rebuilder.done():
+            self._rebuilder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuilder
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,7 +131,8 @@ class CollectComponent:
 
     def health(self) -> dict[str, Any]:
         ok = not self.flusher.last_error
-        return {"collect": {"ok": ok, "log_pending_bytes": self.log.pending_bytes,
+        return {"collect": {"ok": ok, "sessions_ready": self.sessions_ready.is_set(),
+                            "log_pending_bytes": self.log.pending_bytes,
                             "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error}}
 
     # -- routes ------------------------------------------------------------------------------------
@@ -153,6 +178,13 @@ class CollectComponent:
 
     async def _run(self, request: Request, *, body: bytes = b"", query: dict[str, str] | None = None) -> pl.Answer:
         assert self.pipeline is not None
+        if not self.sessions_ready.is_set():
+            try:
+                await asyncio.wait_for(self.sessions_ready.wait(), self.rebuild_wait_s)
+            except TimeoutError:
+                answer = pl.Answer.error(503, "starting", "the worker is restoring sessions; retry shortly")
+                answer.headers["Retry-After"] = "5"
+                return answer
         req = pl.IncomingRequest(
             host=request.headers.get("host", ""), headers=request.headers,
             client_ip=request.client.host if request.client else "", received_ms=pl.now_ms(),

@@ -1,0 +1,144 @@
+"""Session state after a restart: read the lake's recent rows, rebuild the SessionStore.
+
+Sessions and visitor features live in the process's memory (:class:`SessionStore`).  On
+start, after the durable log's leftovers are replayed into the lake, the collect component
+calls :func:`rebuild_sessions`: it reads the rows of the last :data:`REBUILD_WINDOW_MS`
+(25 h: the store forgets a visitor after 24 h idle, a session lasts at most 24 h) from
+``lake/events/site_id=*/dt=<days in the window>/*.parquet`` and replays every visitor's rows
+through the live update (:meth:`ingest_worker.scoring.Scorer.rebuild`), so the next event
+of a visitor continues its session and its scores.
+
+Order matters (the live path processes events in arrival order, not by client timestamp):
+files are read oldest published first (mtime, then name) and rows in file order — the
+order the flusher wrote them from the log.
+
+A visitor whose history is older than the window is rebuilt from the window only; its
+current session keeps the id and number the rows carry (only the totals over sessions
+older than 25 h are missing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clickstream_lake import codec
+from clickstream_lake.lake import LakeLayout, day_of
+from ingest_worker.sessions import SessionStore, VisitorState
+
+log = logging.getLogger(__name__)
+
+REBUILD_WINDOW_MS = 25 * 3_600_000
+
+
+@dataclass
+class RebuildResult:
+    files: int = 0
+    rows: int = 0
+    visitors: int = 0
+    seconds: float = 0.0
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    for k in ("mtime", "LastModified", "created"):
+        v = info.get(k)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            continue
+    return 0.0
+
+
+def recent_files(lake: LakeLayout, since_ms: int, now_ms: int) -> list[str]:
+    """Event files of every site's partitions that may hold rows at or after ``since_ms``,
+    oldest published first."""
+    fs = lake.fs
+    root = lake.events_dir()
+    if not fs.exists(root):
+        return []
+    first_day, last_day = day_of(since_ms), day_of(now_ms + 3_600_000)
+    found: list[tuple[float, str, str]] = []
+    for site_dir in fs.ls(root, detail=False):
+        if not site_dir.rstrip("/").rsplit("/", 1)[-1].startswith("site_id="):
+            continue
+        for part in fs.ls(site_dir, detail=False):
+            name = part.rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith("dt=") or not (first_day <= name[3:] <= last_day):
+                continue
+            for info in fs.ls(part, detail=True):
+                path = info["name"]
+                base = path.rsplit("/", 1)[-1]
+                if base.endswith(".parquet") and not base.startswith("."):
+                    found.append((_mtime(info), base, path))
+    found.sort()
+    return [p for _, _, p in found]
+
+
+def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildResult | None = None
+                ) -> Iterator[dict[str, Any]]:
+    """Decoded rows (``codec.decode``) with a timestamp ≥ ``since_ms``, in publish order."""
+    fs = lake.fs
+    for path in recent_files(lake, since_ms, now_ms):
+        try:
+            with fs.open(path, "rb") as f:
+                table = pq.read_table(f)
+        except FileNotFoundError:  # compacted away meanwhile: the merged file is listed too
+            continue
+        ts = table.column("timestamp").cast("int64")
+        table = table.filter(pc.greater_equal(ts, since_ms))
+        if result is not None:
+            result.files += 1
+            result.rows += table.num_rows
+        for row in codec.table_to_rows(table):
+            yield codec.decode(row)
+
+
+def rebuild_store(store: SessionStore, rows: Iterator[dict[str, Any]]) -> int:
+    """Replay each visitor's rows into ``store``; returns the number of visitors rebuilt."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (row.get("site_id") or "", row.get("visitor_id") or "")
+        if key[0] and key[1]:
+            groups.setdefault(key, []).append(row)
+    for items in groups.values():
+        state = VisitorState.replay(items)
+        if state is None:
+            continue
+        _keep_session_identity(state, items[-1])
+        store.put(state)
+    return len(groups)
+
+
+def _keep_session_identity(state: VisitorState, last: dict[str, Any]) -> None:
+    """When the window cut a visitor's older sessions, the replay numbers sessions from 1:
+    keep the number and id the last row carries for the session it belongs to."""
+    try:
+        number = int(last.get("session_number") or 0)
+    except ValueError:
+        return
+    if number > state.session_number and last.get("session_id"):
+        state.session_number = number
+        state.session_id = str(last["session_id"])
+
+
+def rebuild_sessions(lake: LakeLayout, scorer: Any, *, now_ms: int | None = None,
+                     window_ms: int = REBUILD_WINDOW_MS) -> RebuildResult:
+    """Rebuild ``scorer.store`` from the lake's rows of the last ``window_ms``."""
+    t0 = time.perf_counter()
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    res = RebuildResult()
+    rows = recent_rows(lake, now - window_ms, now, res)
+    with scorer._lock:  # the Scorer's own lock: no event is scored halfway through
+        res.visitors = rebuild_store(scorer.store, rows)
+    res.seconds = time.perf_counter() - t0
+    return res
