@@ -8,9 +8,11 @@ calls :func:`rebuild_sessions`: it reads the rows of the last :data:`REBUILD_WIN
 through the live update (:meth:`ingest_worker.scoring.Scorer.rebuild`), so the next event
 of a visitor continues its session and its scores.
 
-Order matters (the live path processes events in arrival order, not by client timestamp):
-files are read oldest published first (mtime, then name) and rows in file order — the
-order the flusher wrote them from the log.
+Order: each visitor's rows are replayed in timestamp order (a stable sort over files read
+oldest published first), the order the lake keeps them in (the flusher and compaction sort
+by time).  The live path scores in arrival order, so a visitor whose events arrived out of
+time order is rebuilt as if they had arrived in order: its scores may differ slightly from
+an uninterrupted worker's (in-order visitors — the usual case — get identical state).
 
 A visitor whose history is older than the window is rebuilt from the window only; its
 current session keeps the id and number the rows carry (only the totals over sessions
@@ -111,12 +113,17 @@ def rebuild_store(store: SessionStore, rows: Iterator[dict[str, Any]]) -> int:
         if key[0] and key[1]:
             groups.setdefault(key, []).append(row)
     for items in groups.values():
+        items.sort(key=_ts)  # stable: rows with equal times keep their stored order
         state = VisitorState.replay(items)
         if state is None:
             continue
         _keep_session_identity(state, items[-1])
         store.put(state)
     return len(groups)
+
+
+def _ts(row: dict[str, Any]) -> int:
+    return int(row.get("timestamp") or 0)
 
 
 def _keep_session_identity(state: VisitorState, last: dict[str, Any]) -> None:
