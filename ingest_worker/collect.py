@@ -25,6 +25,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -48,6 +49,13 @@ PIXEL_GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
     b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
+
+
+class _JSONAnswer(JSONResponse):
+    """The JSON answer rendered with orjson (several times faster than ``json.dumps``)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -206,7 +214,7 @@ class CollectComponent:
         return answer
 
     def _respond(self, request: Request, answer: pl.Answer, t0: float, route: str) -> Response:
-        resp = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        resp = _JSONAnswer(answer.body, status_code=answer.status, headers=answer.headers)
         return self._finish(request, resp, answer, t0, route)
 
     def _finish(self, request: Request, resp: Response, answer: pl.Answer, t0: float, route: str) -> Response:
@@ -221,7 +229,7 @@ class CollectComponent:
             domain = _cookie_domain(request.headers.get("host", ""), site.domain if site else "")
             resp.set_cookie(pl.COOKIE_NAME, visitor_id, max_age=max_age, path="/", domain=domain,
                             secure=True, httponly=True, samesite="lax")
-        self.metrics.request_latency.labels(route).observe(time.perf_counter() - t0)
+        self.metrics.child(self.metrics.request_latency, route).observe(time.perf_counter() - t0)
         self.metrics.log_pending_bytes.set(self.log.pending_bytes)
         return resp
 
@@ -255,7 +263,6 @@ class CollectComponent:
 
 
 def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
-    import orjson
 
     from clickstream_lake.codec import BLOB_INDEX
 
