@@ -263,7 +263,6 @@ class CollectComponent:
 
 
 def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
-
     from clickstream_lake.codec import BLOB_INDEX
 
     out = []
