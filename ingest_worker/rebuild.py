@@ -23,14 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from clickstream_lake import codec
 from clickstream_lake.lake import LakeLayout, day_of
 from ingest_worker.sessions import SessionStore, VisitorState
 
@@ -86,26 +82,48 @@ def recent_files(lake: LakeLayout, since_ms: int, now_ms: int) -> list[str]:
     return [p for _, _, p in found]
 
 
+_ROW_COLUMNS = (
+    "site_id", "visitor_id", "session_id", "event_type", "url", "referrer", "hem", "gclid", "fbclid",
+    "msclkid", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "screen", "title",
+    "event_name", "props", "target", "x", "y", "value", "currency", "order_id", "event_id", "channel",
+    "session_number", "scroll_depth", "time_on_page_ms",
+)
+
+
 def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildResult | None = None
-                ) -> Iterator[dict[str, Any]]:
-    """Decoded rows (``codec.decode``) with a timestamp ≥ ``since_ms``, in publish order."""
-    fs = lake.fs
-    for path in recent_files(lake, since_ms, now_ms):
-        try:
-            with fs.open(path, "rb") as f:
-                table = pq.read_table(f)
-        except FileNotFoundError:  # compacted away meanwhile: the merged file is listed too
-            continue
-        ts = table.column("timestamp").cast("int64")
-        table = table.filter(pc.greater_equal(ts, since_ms))
-        if result is not None:
-            result.files += 1
-            result.rows += table.num_rows
-        for row in codec.table_to_rows(table):
-            yield codec.decode(row)
+                ) -> list[dict[str, Any]]:
+    """Decoded rows with a timestamp ≥ ``since_ms``, in stored order (files oldest published
+    first), decoded by DuckDB through the ``events`` view (``sql/views/events.sql``) —
+    vectorised, about 10× faster than decoding row by row in Python."""
+    import duckdb
+
+    from clickstream_lake.resources import read_sql
+
+    files = recent_files(lake, since_ms, now_ms)
+    if not files:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("SET autoinstall_known_extensions=false")
+        if not lake.is_local:
+            con.register_filesystem(lake.fs)
+            files = [f"{lake.root.split('://', 1)[0]}://{f}" for f in files]
+        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW clickstream_events AS SELECT * FROM read_parquet([{file_list}], "
+                    "union_by_name = true)")
+        con.execute(read_sql("views/events.sql"))
+        cols = ", ".join(_ROW_COLUMNS)
+        table = con.sql(f"SELECT epoch_ms(timestamp) AS timestamp, {cols} FROM events "
+                        f"WHERE epoch_ms(timestamp) >= {int(since_ms)}").to_arrow_table()
+    finally:
+        con.close()
+    if result is not None:
+        result.files += len(files)
+        result.rows += table.num_rows
+    return table.to_pylist()
 
 
-def rebuild_store(store: SessionStore, rows: Iterator[dict[str, Any]]) -> int:
+def rebuild_store(store: SessionStore, rows: Iterable[dict[str, Any]]) -> int:
     """Replay each visitor's rows into ``store``; returns the number of visitors rebuilt."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
