@@ -25,6 +25,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,7 @@ from ingest_worker import pipeline as pl
 from ingest_worker.durable_log import DurableLog, read_segment
 from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids
 from ingest_worker.metrics import WorkerMetrics
+from ingest_worker.rebuild import RebuildResult, rebuild_sessions
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,13 @@ PIXEL_GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
     b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
+
+
+class _JSONAnswer(JSONResponse):
+    """The JSON answer rendered with orjson (several times faster than ``json.dumps``)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -68,6 +77,11 @@ class CollectComponent:
         self.pipeline: pl.Pipeline | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._groups_counted = 0
+        # session state is rebuilt from the lake in the background; collect requests wait for it
+        self.sessions_ready = asyncio.Event()
+        self.rebuild_wait_s = _env_float("CLICKSTREAM_REBUILD_WAIT", 30.0)
+        self.rebuilt: RebuildResult | None = None
+        self._rebuilder: asyncio.Task[None] | None = None
         self.routes = [
             Route("/v1/collect", self.post_collect, methods=["POST"]),
             Route("/v1/collect", self.preflight, methods=["OPTIONS"]),
@@ -94,10 +108,28 @@ class CollectComponent:
                                     dedupe=dedupe)
         await self.log.start()
         await self.flusher.start()
+        self._rebuilder = asyncio.create_task(self._rebuild_sessions(scoring), name="session-rebuild")
         if self.compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
 
+    async def _rebuild_sessions(self, scoring: pl.ScoringStage) -> None:
+        """Sessions and scores continue across a restart: replay the lake's last 25 h (the log's
+        leftovers are already in it) into the session store, off the event loop.  Collect
+        requests wait for this (``CLICKSTREAM_REBUILD_WAIT``, then 503 + Retry-After)."""
+        try:
+            self.rebuilt = await asyncio.to_thread(rebuild_sessions, self.ctx.lake, scoring.scorer)
+            log.info("sessions rebuilt: %d visitors from %d rows in %d files (%.2f s)", self.rebuilt.visitors,
+                     self.rebuilt.rows, self.rebuilt.files, self.rebuilt.seconds)
+        except Exception:  # noqa: BLE001 - serve with fresh sessions rather than not at all
+            log.exception("session rebuild failed: visitors start new sessions")
+        finally:
+            self.sessions_ready.set()
+
     async def shutdown(self) -> None:
+        if self._rebuilder is not None and not self._rebuilder.done():
+            self._rebuilder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuilder
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,7 +139,8 @@ class CollectComponent:
 
     def health(self) -> dict[str, Any]:
         ok = not self.flusher.last_error
-        return {"collect": {"ok": ok, "log_pending_bytes": self.log.pending_bytes,
+        return {"collect": {"ok": ok, "sessions_ready": self.sessions_ready.is_set(),
+                            "log_pending_bytes": self.log.pending_bytes,
                             "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error}}
 
     # -- routes ------------------------------------------------------------------------------------
@@ -153,6 +186,13 @@ class CollectComponent:
 
     async def _run(self, request: Request, *, body: bytes = b"", query: dict[str, str] | None = None) -> pl.Answer:
         assert self.pipeline is not None
+        if not self.sessions_ready.is_set():
+            try:
+                await asyncio.wait_for(self.sessions_ready.wait(), self.rebuild_wait_s)
+            except TimeoutError:
+                answer = pl.Answer.error(503, "starting", "the worker is restoring sessions; retry shortly")
+                answer.headers["Retry-After"] = "5"
+                return answer
         req = pl.IncomingRequest(
             host=request.headers.get("host", ""), headers=request.headers,
             client_ip=request.client.host if request.client else "", received_ms=pl.now_ms(),
@@ -174,7 +214,7 @@ class CollectComponent:
         return answer
 
     def _respond(self, request: Request, answer: pl.Answer, t0: float, route: str) -> Response:
-        resp = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        resp = _JSONAnswer(answer.body, status_code=answer.status, headers=answer.headers)
         return self._finish(request, resp, answer, t0, route)
 
     def _finish(self, request: Request, resp: Response, answer: pl.Answer, t0: float, route: str) -> Response:
@@ -189,7 +229,7 @@ class CollectComponent:
             domain = _cookie_domain(request.headers.get("host", ""), site.domain if site else "")
             resp.set_cookie(pl.COOKIE_NAME, visitor_id, max_age=max_age, path="/", domain=domain,
                             secure=True, httponly=True, samesite="lax")
-        self.metrics.request_latency.labels(route).observe(time.perf_counter() - t0)
+        self.metrics.child(self.metrics.request_latency, route).observe(time.perf_counter() - t0)
         self.metrics.log_pending_bytes.set(self.log.pending_bytes)
         return resp
 
@@ -223,8 +263,6 @@ class CollectComponent:
 
 
 def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
-    import orjson
-
     from clickstream_lake.codec import BLOB_INDEX
 
     out = []

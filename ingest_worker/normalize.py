@@ -52,6 +52,8 @@ STRING_FIELDS = (
     "currency",
 )
 NUMBER_FIELDS = ("ts", "scroll_depth", "time_on_page_ms", "x", "y", "value")
+_NO_STRINGS = dict.fromkeys(STRING_FIELDS, "")
+_NO_NUMBERS: dict[str, Any] = dict.fromkeys(NUMBER_FIELDS)
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 CLICK_ID_PARAMS = ("gclid", "fbclid", "msclkid")
 
@@ -342,14 +344,19 @@ def parse_event(
     if etype not in EVENT_TYPES:
         return _reject("type", f"field 'type' must be one of {', '.join(EVENT_TYPES)} (got {etype[:40]!r})")
 
-    strings: dict[str, str] = {}
-    for f in STRING_FIELDS:
+    # only the fields the event carries are checked (most events carry few of them)
+    strings: dict[str, str] = dict(_NO_STRINGS)
+    numbers: dict[str, Any] = dict(_NO_NUMBERS)
+    for f in STRING_FIELDS:  # in this order, so the first bad field named is always the same
+        if f not in obj:
+            continue
         s = _string(obj, f, max_field_bytes)
         if isinstance(s, Rejection):
             return s
         strings[f] = s
-    numbers: dict[str, Any] = {}
     for f in NUMBER_FIELDS:
+        if f not in obj:
+            continue
         n = _number(obj, f)
         if isinstance(n, Rejection):
             return n

@@ -239,11 +239,12 @@ class Pipeline:
         return Answer(status, body)
 
     def count(self, site_id: str, accepted: list[Any], quarantined: list[QuarantineEntry], duplicates: int) -> None:
-        self.metrics.accepted.labels(site_id).inc(len(accepted))
+        m = self.metrics
+        m.child(m.accepted, site_id).inc(len(accepted))
         if duplicates:
-            self.metrics.duplicates.labels(site_id).inc(duplicates)
+            m.child(m.duplicates, site_id).inc(duplicates)
         for q in quarantined:
-            self.metrics.rejected.labels(site_id, q.reason).inc()
+            m.child(m.rejected, site_id, q.reason).inc()
 
     def answer(self, site: SiteConfig, accepted: list[tuple[TrackedEvent, dict[str, float]]],
                rejected: list[dict[str, Any]], duplicates: int, *, cookie_ok: bool) -> Answer:
