@@ -332,15 +332,25 @@ ROW_SCHEMA = pa.schema(
 
 def rows_to_table(rows: Sequence[AERow]) -> pa.Table:
     """Column-wise conversion of rows to an Arrow table with :data:`ROW_SCHEMA`."""
-    cols: dict[str, list[Any]] = {
-        "timestamp": [r.timestamp for r in rows],
-        "index1": [r.index1 for r in rows],
-    }
+    return columns_to_table(
+        [r.timestamp for r in rows], [r.index1 for r in rows], [r.blobs for r in rows], [r.doubles for r in rows]
+    )
+
+
+def columns_to_table(
+    timestamps: Sequence[int],
+    index1: Sequence[str],
+    blobs: Sequence[Sequence[str]],
+    doubles: Sequence[Sequence[float | None]],
+) -> pa.Table:
+    """Arrow table with :data:`ROW_SCHEMA` from per-row timestamps, site ids, 20 blobs and
+    20 doubles (None doubles become NaN); ``_sample_interval`` is always 1."""
+    cols: dict[str, list[Any]] = {"timestamp": list(timestamps), "index1": list(index1)}
     for i in range(N_BLOBS):
-        cols[f"blob{i + 1}"] = [r.blobs[i] for r in rows]
+        cols[f"blob{i + 1}"] = [b[i] for b in blobs]
     for i in range(N_DOUBLES):
-        cols[f"double{i + 1}"] = [r.doubles[i] for r in rows]
-    cols["_sample_interval"] = [r._sample_interval for r in rows]
+        cols[f"double{i + 1}"] = [math.nan if d[i] is None else d[i] for d in doubles]
+    cols["_sample_interval"] = [1] * len(cols["timestamp"])
     return pa.Table.from_pydict(cols, schema=ROW_SCHEMA)
 
 

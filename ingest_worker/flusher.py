@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -39,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickstream_lake import codec
-from clickstream_lake.codec import BLOB_INDEX, N_BLOBS, N_DOUBLES, ROW_SCHEMA, AERow
+from clickstream_lake.codec import BLOB_INDEX, AERow
 from clickstream_lake.compaction import partition_lock
 from clickstream_lake.lake import LakeLayout, check_site_id, day_of, new_file_name, publish_parquet
 from ingest_worker.durable_log import DurableLog, read_segment
@@ -94,13 +93,9 @@ class FlushResult:
 
 
 def _events_table(rows: list[list[Any]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {"timestamp": [r[1] for r in rows], "index1": [r[2] for r in rows]}
-    for i in range(N_BLOBS):
-        cols[f"blob{i + 1}"] = [r[3][i] for r in rows]
-    for i in range(N_DOUBLES):
-        cols[f"double{i + 1}"] = [math.nan if r[4][i] is None else r[4][i] for r in rows]
-    cols["_sample_interval"] = [1] * len(rows)
-    return pa.Table.from_pydict(cols, schema=ROW_SCHEMA)
+    """Logged event records ``[id, timestamp, index1, blobs, doubles]`` as an AE-row table."""
+    return codec.columns_to_table([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                                  [r[4] for r in rows])
 
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:

@@ -145,13 +145,7 @@ class ExportTarget:
                 raise
             return True
         if self.is_local:
-            parent = os.path.dirname(path)
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            parent, tmp = _write_synced_tmp(path, data)
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -172,13 +166,7 @@ class ExportTarget:
             bucket, key = self._s3_key(path)
             self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         elif self.is_local:
-            parent = os.path.dirname(path)
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            parent, tmp = _write_synced_tmp(path, data)
             os.replace(tmp, path)
         else:
             with _MEMORY_LOCK:
@@ -213,3 +201,16 @@ class ExportTarget:
 def footer_metadata(data: bytes) -> dict[str, str]:
     md = pq.ParquetFile(io.BytesIO(data)).schema_arrow.metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"ARROW:")}
+
+
+def _write_synced_tmp(path: str, data: bytes) -> tuple[str, str]:
+    """Write ``data`` beside ``path`` under a dot-name that is not ``*.parquet`` and fsync it;
+    returns (parent directory, temporary path) for the caller's link or rename."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return parent, tmp
