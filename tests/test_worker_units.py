@@ -53,3 +53,21 @@ def test_dedupe_window_forgets_oldest_first():
     assert ("s", "a") not in w and ("s", "d") in w and len(w) == 3
     w.discard(("s", "d"))
     assert ("s", "d") not in w
+
+
+def test_startup_moves_the_heap_out_of_the_collectors_reach(data_dir, tenants, monkeypatch):
+    """After start-up every object alive is frozen, so a full collection does not walk them
+    while requests wait (``CLICKSTREAM_GC_FREEZE=0`` keeps the default collector)."""
+    import gc
+
+    monkeypatch.setenv("CLICKSTREAM_COMPACT_INTERVAL", "0")
+    for setting, frozen in (("0", False), ("1", True)):
+        gc.unfreeze()
+        monkeypatch.setenv("CLICKSTREAM_GC_FREEZE", setting)
+        app = build_app(AppContext.open(str(data_dir.path)), components=["ingest_worker.collect:component"])
+        try:
+            with TestClient(app, base_url="http://t.alpha.test") as client:
+                assert (gc.get_freeze_count() > 10_000) is frozen, gc.get_freeze_count()
+                assert client.post("/v1/collect", json={"type": "page_view"}).status_code == 200
+        finally:
+            gc.unfreeze()
