@@ -25,7 +25,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +98,14 @@ class DurableLog:
     """Segmented append-only log with group commit.  Use from one event loop."""
 
     def __init__(self, directory: str | os.PathLike[str], *, max_pending_bytes: int = 64 * 1024 * 1024,
-                 max_backlog_bytes: int = 1024 * 1024 * 1024, fsync: bool = True):
+                 max_backlog_bytes: int = 1024 * 1024 * 1024, fsync: bool = True,
+                 observe_group: Callable[[float], None] | None = None):
         self.dir = Path(directory)
         self.max_pending_bytes = max_pending_bytes
         self.max_backlog_bytes = max_backlog_bytes  # on disk, not yet flushed to Parquet
         self.backlog_bytes = 0  # closed segments waiting for the flusher (updated on rotation)
         self.fsync = fsync
+        self.observe_group = observe_group  # called with each group commit's write+fsync seconds
         self.stats = LogStats()
         self._pending: list[bytes] = []
         self._pending_records = 0
@@ -212,6 +214,8 @@ class DurableLog:
             self.stats.records += records
             self.stats.bytes += len(data)
             self.stats.last_fsync_s = elapsed
+            if self.observe_group is not None:
+                self.observe_group(elapsed)
             for w in waiters:
                 if not w.done():
                     w.set_result(None)

@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_FSYNC_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -31,6 +32,9 @@ class WorkerMetrics:
         self.log_unflushed_segments = Gauge("clickstream_log_unflushed_segments",
                                             "Closed log segments not yet turned into Parquet", registry=registry)
         self.log_fsyncs = Counter("clickstream_log_fsyncs", "Group commits (one fsync each)", registry=registry)
+        self.log_group_seconds = Histogram("clickstream_log_group_commit_seconds",
+                                           "One group commit: the write and its fsync", buckets=_FSYNC_BUCKETS,
+                                           registry=registry)
         self.flush_seconds = Histogram("clickstream_flush_seconds", "Log -> Parquet flush duration",
                                        buckets=_JOB_BUCKETS, registry=registry)
         self.flushed_rows = Counter("clickstream_flushed_rows", "Rows published to Parquet", ["kind"],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -185,6 +186,9 @@ def test_metrics_count_per_site(server, tenants):
     assert 'clickstream_events_rejected_total{' in text and 'site="site_a"' in text
     assert "clickstream_collect_latency_seconds_bucket" in text
     assert "clickstream_log_pending_bytes" in text
+    # every acknowledged request waited for a group commit, and each one's duration is observed
+    commits = re.search(r"^clickstream_log_group_commit_seconds_count (\S+)$", text, re.M)
+    assert commits and float(commits.group(1)) >= 1
 
 
 @pytest.mark.parametrize("n", [500])
