@@ -120,10 +120,20 @@ class PageServer:
         self.close()
 
 
+DEMO_PAGE = "sdk-demo.html"
+
+
+def demo_page_substitutions(tracking_origin: str, *, shop_name: str = "Demo shop",
+                            flush_ms: int = 500) -> dict[str, str]:
+    """What ``static/sdk-demo.html`` needs filled in: where it loads the SDK from, the shop's
+    name (in its titles) and the SDK's batching delay."""
+    return {"TRACKING_ORIGIN": tracking_origin, "SHOP_NAME": shop_name, "FLUSH_MS": str(flush_ms)}
+
+
 @contextmanager
 def _demo_pages(tracking_origin: str) -> Iterator[PageServer]:
     with resources.as_file(resources.files("ingest_worker").joinpath("static")) as static:
-        server = PageServer(static, {"TRACKING_ORIGIN": tracking_origin}, fallback="sdk-demo.html")
+        server = PageServer(static, demo_page_substitutions(tracking_origin), fallback=DEMO_PAGE)
         try:
             yield server
         finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest_worker.sdk_demo import PageServer, find_chromium, launch_args
+from ingest_worker.sdk_demo import DEMO_PAGE, PageServer, demo_page_substitutions, find_chromium, launch_args
 
 from .conftest import ARTIFACTS
 
@@ -33,7 +33,7 @@ pytestmark = [
 needs_worker = pytest.mark.skipif(
     not WORKER_READY, reason="POST /v1/collect (ingest_worker.collect + .scoring) is not on this branch")
 
-PAGES = Path(__file__).parent / "pages"
+STATIC = Path(__file__).resolve().parents[1] / "ingest_worker" / "static"
 VIEWS = Path(__file__).parent.parent / "sql" / "views" / "events.sql"
 EMAIL = "  Jane.Doe@Example.COM "
 HEM = hashlib.sha256(EMAIL.strip().lower().encode()).hexdigest()
@@ -68,7 +68,9 @@ def wait_for_lake(lake: Path, site_id: str, predicate, timeout: float = 60.0) ->
 
 @pytest.fixture
 def pages(tenants):
-    with PageServer(PAGES, {"TRACKING_ORIGIN": f"http://{tenants['site_a'].hostname}"}, fallback="shop.html") as s:
+    # the product's own demo shop page; every path without a file (/shop.html, /products/42) is it
+    subs = demo_page_substitutions(f"http://{tenants['site_a'].hostname}", shop_name="Alpha shop", flush_ms=300)
+    with PageServer(STATIC, subs, fallback=DEMO_PAGE) as s:
         yield s
 
 
