@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,16 @@ def event_record(event: AERow | Mapping[str, Any]) -> bytes:
         return event_record(codec.encode(event))
 
 
-def _as_row_record(rec: list[Any]) -> list[Any]:
-    """``["e", timestamp, site, blobs, doubles]`` for an event record of either kind."""
+def _record_key(rec: list[Any]) -> tuple[str, int, str]:
+    """(site, timestamp ms, event id) of an event record of either kind; raises on a record
+    that cannot become a row (the flush skips it as corrupt)."""
     if rec[0] == "v":
-        row = codec.encode(rec[1])
-        return ["e", row.timestamp, row.index1, row.blobs, row.doubles]
-    return rec
+        values = rec[1]
+        site, ts, eid = values.get("site_id"), int(values["timestamp"]), values.get("event_id") or ""
+        rec[1] = {**values, "timestamp": ts} if type(values["timestamp"]) is not int else values
+    else:
+        site, ts, eid = rec[2], int(rec[1]), rec[3][BLOB_INDEX["event_id"] - 1]
+    return site, ts, eid if type(eid) is str else str(eid)
 
 
 # --- turning records into tables -------------------------------------------------------------------
@@ -92,10 +97,35 @@ class FlushResult:
     seconds: float = 0.0
 
 
-def _events_table(rows: list[list[Any]]) -> pa.Table:
-    """Logged event records ``[id, timestamp, index1, blobs, doubles]`` as an AE-row table."""
-    return codec.columns_to_table([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                                  [r[4] for r in rows])
+def _encode_or_none(values: dict[str, Any]) -> codec.AERow | None:
+    try:
+        return codec.encode(values)
+    except (ValueError, TypeError, OverflowError, KeyError) as e:
+        log.error("skipping an event record that cannot be encoded: %s (%r)", e, str(values)[:300])
+        return None
+
+
+def _events_table(records: list[list[Any]]) -> pa.Table:
+    """Logged event records as one AE-row table in timestamp order: ``"v"`` records (flat
+    values) packed column by column (:func:`codec.encode_table`), ``"e"`` records
+    (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are."""
+    values = [r[1] for r in records if r[0] == "v"]
+    packed = [r for r in records if r[0] != "v"]
+    tables = []
+    if values:
+        values.sort(key=itemgetter("timestamp"))
+        try:
+            tables.append(codec.encode_table(values))
+        except Exception:  # noqa: BLE001 - never stall the flush on one odd record: row by row
+            log.exception("column-wise encoding failed; encoding %d rows one by one", len(values))
+            tables.append(codec.rows_to_table([row for row in map(_encode_or_none, values) if row is not None]))
+    if packed:
+        packed.sort(key=itemgetter(1))
+        tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
+                                             [r[3] for r in packed], [r[4] for r in packed]))
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables).sort_by("timestamp")
 
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
@@ -152,10 +182,9 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
                 rec = orjson.loads(payload)
                 kind = rec[0]
                 if kind in ("e", "v"):
-                    rec = _as_row_record(rec)
-                    site, eid = rec[2], rec[3][BLOB_INDEX["event_id"] - 1]
+                    site, ts, eid = _record_key(rec)
                     check_site_id(site)
-                    bucket = events[(site, day_of_ts(rec[1]))]
+                    bucket = events[(site, day_of_ts(ts))]
                     key = eid or uuid.uuid4().hex
                 elif kind == "q":
                     site = rec[2]
@@ -183,9 +212,8 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
                     res.duplicates += 1
             if not rows_by_id:
                 continue
-            rows = sorted(rows_by_id.values(), key=lambda r: r[1])
-            publish_parquet(_events_table(rows), fs, f"{part}/{new_file_name('flush')}")
-            res.events += len(rows)
+            publish_parquet(_events_table(list(rows_by_id.values())), fs, f"{part}/{new_file_name('flush')}")
+            res.events += len(rows_by_id)
             res.files += 1
     for (site, day), rows_by_id in quarantine.items():
         qdir = f"{lake.quarantine_dir(site)}/dt={day}"
