@@ -11,8 +11,16 @@ Hibernation lesson: a site nobody is watching costs nothing.  Here:
   appends to it and never awaits: a slow viewer loses its *oldest* events and is told how
   many with a ``{"type": "missed", "count": n}`` notice, and it can slow neither ingestion
   nor the other viewers.
-* Each event is serialised to JSON once (not once per viewer), and only if at least one
-  viewer's :class:`Filters` accept it.
+* Fan-out happens per *window*, not per event.  ``publish`` appends the event to the site's
+  pending list and, for the first event of a window, schedules one flush: at the end of the
+  current loop iteration for viewers that want one message per event (so the events of one
+  collect request wake each writer once), after ``batch_linger_s`` (10 ms) for viewers that
+  asked for batches.  The flush works per *group*: viewers with the same filters share one
+  filter pass, each event is serialised to JSON once (not once per viewer, and only if some
+  group accepts it), and a group's batch frame (``{"type":"batch","events":[…]}``) is built
+  once and the same string object queued for each of its viewers.  Each writer is then woken
+  once per window.  There is still no task and no timer per site: the flush timer exists only
+  while events are pending for a watched site.
 
 The HTTP side (WebSocket ``GET /v1/stream``, Server-Sent Events ``GET /v1/stream.sse``,
 authentication, heartbeats) is :mod:`ingest_worker.stream_routes`; :func:`component` is
@@ -32,6 +40,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from clickstream_lake.codec import SCORE_NAMES
 from ingest_worker.events import EVENT_TYPES, TrackedEvent, to_row_values
@@ -117,10 +127,11 @@ class Filters:
 
 
 class Viewer:
-    """One connected client: a bounded queue of serialised messages and what it missed."""
+    """One connected client: a bounded queue of serialised events, its control notices, what
+    it missed, and the shared batch frames that cover its queue."""
 
     __slots__ = ("site_id", "filters", "batch", "queue", "control", "missed", "missed_total", "delivered",
-                 "_waiter", "closed")
+                 "frames", "shared_frames", "_waiter", "closed")
 
     def __init__(self, site_id: str, filters: Filters, queue_size: int, batch: bool = False):
         self.site_id = site_id
@@ -131,6 +142,10 @@ class Viewer:
         self.missed = 0  # dropped since the last notice
         self.missed_total = 0
         self.delivered = 0
+        # (frame, n): batch messages built once for the viewer's group.  Invariant: when not
+        # empty, the queue holds exactly these frames' events, in order (cleared otherwise).
+        self.frames: deque[tuple[str, int]] = deque()
+        self.shared_frames = 0  # batch messages sent as the group's shared string
         self._waiter: asyncio.Future[bool] | None = None  # the writer, when it sleeps
         self.closed = False
 
@@ -140,16 +155,28 @@ class Viewer:
             w.set_result(True)
 
     def offer(self, payload: str) -> bool:
-        """Queue a message (loop thread only); returns whether an older one was dropped."""
+        """Queue one message (loop thread only); returns whether an older one was dropped."""
+        return self.offer_many((payload,)) > 0
+
+    def offer_many(self, payloads: tuple[str, ...] | list[str], frame: str | None = None) -> int:
+        """Queue events (loop thread only) and wake the writer once; returns how many older
+        events were dropped (a full queue drops its oldest).  ``frame`` is the batch message
+        of exactly ``payloads``, shared by the viewers of a group: it is kept for
+        :meth:`take_batch` while the queue holds nothing else."""
         q = self.queue
-        dropped = len(q) == q.maxlen
-        if dropped:
-            self.missed += 1
-            self.missed_total += 1
-        q.append(payload)  # a full deque drops its oldest element
+        over = len(q) + len(payloads) - q.maxlen  # type: ignore[operator]
+        if over > 0:
+            self.missed += over
+            self.missed_total += over
+            self.frames.clear()
+        elif frame is not None and (not q or self.frames):
+            self.frames.append((frame, len(payloads)))
+        elif self.frames:
+            self.frames.clear()
+        q.extend(payloads)  # a full deque drops its oldest elements
         if self._waiter is not None:
             self._wake()
-        return dropped
+        return max(over, 0)
 
     def notify(self, message: dict[str, Any]) -> None:
         """Queue a control message, sent before any queued event."""
@@ -186,8 +213,23 @@ class Viewer:
         out = []
         while q and len(out) < limit:
             out.append(q.popleft())
+        if out and self.frames:
+            self.frames.clear()
         self.delivered += len(out)
         return out
+
+    def take_batch(self) -> str | None:
+        """The next ``batch`` message: the group's shared frame when it is all that is queued
+        (the usual case for a viewer that keeps up), else one built here from at most
+        ``MAX_BATCH`` queued events (a viewer catching up)."""
+        if len(self.frames) == 1:
+            frame, n = self.frames.popleft()
+            self.queue.clear()
+            self.delivered += n
+            self.shared_frames += 1
+            return frame
+        events = self.take(MAX_BATCH)
+        return batch_frame(events) if events else None
 
 
 def _expire(fut: asyncio.Future[bool]) -> None:
@@ -195,15 +237,75 @@ def _expire(fut: asyncio.Future[bool]) -> None:
         fut.set_result(False)
 
 
+class _Pending:
+    """One published event waiting for its site's next flush; serialised at most once."""
+
+    __slots__ = ("seq", "type", "scores", "event", "sent_ms", "payload")
+
+    def __init__(self, seq: int, event: TrackedEvent, scores: Mapping[str, Any], sent_ms: int):
+        self.seq = seq
+        self.type = event.type
+        self.scores = scores
+        self.event = event
+        self.sent_ms = sent_ms
+        self.payload: str | None = None
+
+
+class Group:
+    """The viewers of one site with the same filters: one filter pass and one batch frame
+    per flush serve them all."""
+
+    __slots__ = ("filters", "stream", "batch")
+
+    def __init__(self, filters: Filters):
+        self.filters = filters
+        self.stream: list[Viewer] = []  # one message per event
+        self.batch: list[Viewer] = []  # batch messages
+
+
 class SiteHub:
     """The viewers of one site; exists only while there is at least one."""
 
-    __slots__ = ("site_id", "viewers", "seq")
+    __slots__ = ("site_id", "viewers", "seq", "groups", "n_stream", "n_batch", "pending_now", "pending_batch",
+                 "batch_timer")
 
     def __init__(self, site_id: str):
         self.site_id = site_id
         self.viewers: list[Viewer] = []
         self.seq = itertools.count(1)
+        self.groups: dict[Filters, Group] = {}
+        self.n_stream = 0
+        self.n_batch = 0
+        self.pending_now: list[_Pending] = []  # for the stream viewers: flushed at the end of this loop turn
+        self.pending_batch: list[_Pending] = []  # for the batch viewers: flushed after the linger
+        self.batch_timer: asyncio.TimerHandle | None = None
+
+    def join(self, viewer: Viewer) -> None:
+        group = self.groups.get(viewer.filters)
+        if group is None:
+            group = self.groups[viewer.filters] = Group(viewer.filters)
+        if viewer.batch:
+            group.batch.append(viewer)
+            self.n_batch += 1
+        else:
+            group.stream.append(viewer)
+            self.n_stream += 1
+
+    def leave(self, viewer: Viewer) -> None:
+        group = self.groups.get(viewer.filters)
+        if group is None:
+            return
+        members = group.batch if viewer.batch else group.stream
+        try:
+            members.remove(viewer)
+        except ValueError:
+            return
+        if viewer.batch:
+            self.n_batch -= 1
+        else:
+            self.n_stream -= 1
+        if not group.batch and not group.stream:
+            del self.groups[viewer.filters]
 
 
 def _finite(obj: Any) -> Any:
@@ -218,18 +320,27 @@ def _finite(obj: Any) -> Any:
 
 
 def dumps(message: dict[str, Any]) -> str:
+    """Compact JSON text; non-finite numbers become null (orjson does that; the fallback for
+    what orjson refuses, e.g. integers beyond 64 bits, does it by hand)."""
     try:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
-    except ValueError:
+        return orjson.dumps(message, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(_finite(message), separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def event_message(site_id: str, seq: int, event: TrackedEvent, scores: Mapping[str, Any]) -> dict[str, Any]:
+def batch_frame(payloads: Iterable[str]) -> str:
+    """The ``{"type":"batch"}`` message of already serialised events."""
+    return '{"type":"batch","events":[' + ",".join(payloads) + "]}"
+
+
+def event_message(site_id: str, seq: int, event: TrackedEvent, scores: Mapping[str, Any],
+                  sent_ms: int | None = None) -> dict[str, Any]:
     """The ``{"type": "event"}`` message: the decoded row values (scores apart) and the scores."""
     values = to_row_values(event)
     for name in scores:
         values.pop(name, None)
-    return {"type": "event", "site_id": site_id, "seq": seq, "sent_ms": int(time.time() * 1000),
+    return {"type": "event", "site_id": site_id, "seq": seq,
+            "sent_ms": int(time.time() * 1000) if sent_ms is None else sent_ms,
             "event": values, "scores": dict(scores)}
 
 
@@ -249,8 +360,9 @@ class StreamHub:
         self.heartbeat_s = heartbeat_s
         self.batch_linger_s = batch_linger_s
         self.sites: dict[str, SiteHub] = {}  # the hub registry: only sites with viewers
-        self.published = 0  # events fanned out (to sites with viewers)
+        self.published = 0  # events fanned out (to sites with viewers): each serialised once
         self.dropped = 0  # messages dropped from full viewer queues
+        self.frames_built = 0  # batch messages built (once per group and flush, not per viewer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -270,8 +382,24 @@ class StreamHub:
         site = self.sites.get(site_id)
         if site is None:
             site = self.sites[site_id] = SiteHub(site_id)
+        else:
+            self.flush(site)  # what was published before it attached goes to the others only
         site.viewers.append(viewer)
+        site.join(viewer)
         return viewer
+
+    def resubscribe(self, viewer: Viewer, filters: Filters, batch: bool) -> None:
+        """New filters / batch mode for a connected viewer: events published until now are
+        fanned out under the old ones (so none is lost or filtered twice), later ones under
+        the new ones."""
+        site = self.sites.get(viewer.site_id)
+        if site is None or viewer not in site.viewers:
+            viewer.filters, viewer.batch = filters, batch
+            return
+        self.flush(site)
+        site.leave(viewer)
+        viewer.filters, viewer.batch = filters, batch
+        site.join(viewer)
 
     def detach(self, viewer: Viewer) -> None:
         viewer.close()
@@ -281,9 +409,14 @@ class StreamHub:
         try:
             site.viewers.remove(viewer)
         except ValueError:
-            pass
-        if not site.viewers:
-            del self.sites[viewer.site_id]  # the last viewer left: the site costs nothing again
+            return
+        site.leave(viewer)
+        if not site.viewers:  # the last viewer left: the site costs nothing again
+            if site.batch_timer is not None:
+                site.batch_timer.cancel()
+                site.batch_timer = None
+            site.pending_now, site.pending_batch = [], []
+            del self.sites[viewer.site_id]
 
     def close_all(self) -> None:
         for site in list(self.sites.values()):
@@ -298,26 +431,82 @@ class StreamHub:
             return
         if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._fan_out, site_id, event, scores)
+            self._loop.call_soon_threadsafe(self._enqueue, site_id, event, scores)
             return
-        self._fan_out(site_id, event, scores)
+        self._enqueue(site_id, event, scores)
 
-    def _fan_out(self, site_id: str, event: TrackedEvent, scores: Mapping[str, Any]) -> None:
+    def _enqueue(self, site_id: str, event: TrackedEvent, scores: Mapping[str, Any]) -> None:
         site = self.sites.get(site_id)
         if site is None:
             return
-        seq = next(site.seq)  # counts every event of the site while it has viewers
-        payload: str | None = None
-        event_type = event.type
-        for viewer in site.viewers:
-            if not viewer.filters.accepts(event_type, scores):
+        # seq counts every event of the site while it has viewers
+        p = _Pending(next(site.seq), event, scores, int(time.time() * 1000))
+        try:
+            loop = self._loop or asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): fan out at once
+            site.pending_now.append(p)
+            site.pending_batch.append(p)
+            self.flush(site)
+            return
+        if site.n_stream:
+            site.pending_now.append(p)
+            if len(site.pending_now) == 1:  # first of this loop turn: one flush for them all
+                loop.call_soon(self._flush_now, site)
+        if site.n_batch:
+            site.pending_batch.append(p)
+            if site.batch_timer is None:
+                if self.batch_linger_s > 0:
+                    site.batch_timer = loop.call_later(self.batch_linger_s, self._flush_batch, site)
+                else:
+                    site.batch_timer = loop.call_soon(self._flush_batch, site)
+
+    def flush(self, site: SiteHub) -> None:
+        """Fan out everything the site has pending, now (loop thread)."""
+        if site.batch_timer is not None:
+            site.batch_timer.cancel()
+        self._flush_now(site)
+        self._flush_batch(site)
+
+    def _flush_now(self, site: SiteHub) -> None:
+        pending, site.pending_now = site.pending_now, []
+        if pending and self.sites.get(site.site_id) is site:
+            self._deliver(site, pending, batch=False)
+
+    def _flush_batch(self, site: SiteHub) -> None:
+        site.batch_timer = None
+        pending, site.pending_batch = site.pending_batch, []
+        if pending and self.sites.get(site.site_id) is site:
+            self._deliver(site, pending, batch=True)
+
+    def _deliver(self, site: SiteHub, pending: list[_Pending], batch: bool) -> None:
+        """One window's events to the stream (or the batch) viewers of a site, group by group."""
+        for group in list(site.groups.values()):
+            viewers = group.batch if batch else group.stream
+            if not viewers:
                 continue
-            if payload is None:  # serialised once, and only if someone wants it
-                payload = dumps(event_message(site_id, seq, event, scores))
-            if viewer.offer(payload):
-                self.dropped += 1
-        if payload is not None:
-            self.published += 1
+            f = group.filters
+            if f.types is None and not f.min_scores:
+                accepted = pending
+            else:
+                accepted = [p for p in pending if f.accepts(p.type, p.scores)]
+            if not accepted:
+                continue
+            payloads = [p.payload if p.payload is not None else self._serialise(site, p) for p in accepted]
+            if batch:
+                for i in range(0, len(payloads), MAX_BATCH):
+                    chunk = payloads[i:i + MAX_BATCH]
+                    frame = batch_frame(chunk)  # built once, the same string for every viewer
+                    self.frames_built += 1
+                    for viewer in viewers:
+                        self.dropped += viewer.offer_many(chunk, frame)
+            else:
+                for viewer in viewers:
+                    self.dropped += viewer.offer_many(payloads)
+
+    def _serialise(self, site: SiteHub, p: _Pending) -> str:
+        p.payload = dumps(event_message(site.site_id, p.seq, p.event, p.scores, p.sent_ms))
+        self.published += 1
+        return p.payload
 
 
 def component(ctx: Any) -> Any:

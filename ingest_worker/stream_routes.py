@@ -240,7 +240,7 @@ class StreamComponent:
             except FilterError as e:
                 viewer.notify({"type": "error", "reason": "bad_filter", "error": str(e)})
                 continue
-            viewer.filters, viewer.batch = filters, batch
+            self.hub.resubscribe(viewer, filters, batch)
             viewer.notify({"type": "subscribed", "filters": filters.as_dict(), "batch": batch})
 
     async def _ws_send_loop(self, ws: WebSocket, viewer: Viewer, grant: Grant) -> None:
@@ -248,12 +248,9 @@ class StreamComponent:
         checked = time.monotonic()
         try:
             while not viewer.closed:
+                # the hub wakes us once per window (its flush), with the window's events queued
                 if not await viewer.wait(heartbeat):
                     await ws.send_text(dumps({"type": "heartbeat", "ts": _now_ms()}))
-                elif viewer.batch and self.hub.batch_linger_s:
-                    # gather what arrives in the next few ms into the same message: one
-                    # wake-up and one frame per viewer per linger, not per event
-                    await asyncio.sleep(self.hub.batch_linger_s)
                 if time.monotonic() - checked >= heartbeat:
                     checked = time.monotonic()
                     if not await self.still_authorised(grant):
@@ -285,8 +282,9 @@ class StreamComponent:
 def drain(viewer: Viewer, limit: int) -> list[str]:
     """The messages to write now: control notices, a missed notice if events were dropped
     since the last one, then at most ``limit`` events (as one batch message if the viewer
-    asked for batches).  Taking few at a time keeps the rest in the bounded queue while a
-    slow peer blocks the writer, so that it is the oldest that get dropped."""
+    asked for batches: the group's shared frame when it is all that is queued).  Taking few
+    at a time keeps the rest in the bounded queue while a slow peer blocks the writer, so
+    that it is the oldest that get dropped."""
     out = []
     while viewer.control:
         out.append(viewer.control.popleft())
@@ -294,9 +292,9 @@ def drain(viewer: Viewer, limit: int) -> list[str]:
     if missed:
         out.append(dumps({"type": "missed", "count": missed}))
     if viewer.batch:
-        events = viewer.take(MAX_BATCH)
-        if events:
-            out.append('{"type":"batch","events":[' + ",".join(events) + "]}")
+        frame = viewer.take_batch()
+        if frame is not None:
+            out.append(frame)
     else:
         out.extend(viewer.take(limit))
     return out
@@ -359,8 +357,6 @@ class SSEResponse:
                 if not await viewer.wait(hub.heartbeat_s):
                     chunk = f": heartbeat {_now_ms()}\n\n"
                 else:
-                    if viewer.batch and hub.batch_linger_s:
-                        await asyncio.sleep(hub.batch_linger_s)
                     chunk = "".join(f"data: {m}\n\n" for m in drain(viewer, MAX_BATCH))
                 if time.monotonic() - checked >= hub.heartbeat_s:
                     checked = time.monotonic()

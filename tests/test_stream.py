@@ -479,13 +479,17 @@ def test_publish_from_the_loop_thread_and_serialise_once(tenants):
         viewers = [hub.attach("site_a") for _ in range(3)]
         ev = make_event("site_a", "error")
         hub.publish("site_a", ev, {"intent": float("nan"), "frustration": 80.0})
+        assert [len(v.queue) for v in viewers] == [0, 0, 0]  # fanned out at the end of this loop turn
+        await asyncio.sleep(0)
         payloads = [v.queue[0] for v in viewers]
         assert all(p is payloads[0] for p in payloads)  # one string object, shared
         msg = json.loads(payloads[0])
         assert msg["scores"] == {"intent": None, "frustration": 80.0}
         for _ in range(5):
             hub.publish("site_a", ev, {})
+        await asyncio.sleep(0)
         assert [len(v.queue) for v in viewers] == [3, 3, 3] and viewers[0].missed == 3
+        assert hub.published == 6  # serialised once per event, not per viewer
         hub.publish("site_b", ev, {})  # nobody watches site_b
         assert sorted(hub.sites) == ["site_a"]
         for v in viewers:
@@ -537,6 +541,138 @@ def test_viewer_queue_accounts_for_every_event(queue_size, ops):
     assert len(v.queue) <= queue_size
     if offered:
         assert seen[-1] == offered - 1  # the newest is never the one dropped
+
+
+@settings(deadline=None)
+@given(queue_size=st.integers(1, 20),
+       ops=st.lists(st.one_of(st.tuples(st.integers(1, 12), st.booleans()), st.integers(1, 30), st.just("batch")),
+                    max_size=120))
+def test_shared_batch_frames_always_match_the_queue(queue_size, ops):
+    """Shared frames (built once per group) next to drops and partial reads: a batch message
+    holds exactly the events it takes off the queue, in order, and every event is
+    delivered, still queued or announced as missed."""
+    from ingest_worker.stream import MAX_BATCH, Viewer, batch_frame
+
+    v = Viewer("site_a", Filters(), queue_size, batch=True)
+    offered, taken, announced, shared = 0, [], 0, 0
+    for op in ops:
+        if isinstance(op, tuple):
+            n, with_frame = op
+            payloads = [str(offered + i) for i in range(n)]
+            offered += n
+            v.offer_many(payloads, batch_frame(payloads) if with_frame else None)
+        elif op == "batch":
+            before = list(v.queue)
+            frame = v.take_batch()
+            if frame is None:
+                assert not before
+                continue
+            events = json.loads(frame)["events"]
+            assert [str(e) for e in events] == before[:len(events)]  # exactly what it took
+            assert len(events) == min(len(before), MAX_BATCH)
+            taken.extend(str(e) for e in events)
+            shared = v.shared_frames
+        else:
+            taken.extend(v.take(op))
+        announced += v.take_missed()
+    assert len(taken) + len(v.queue) + announced == offered
+    assert v.delivered == len(taken) and v.missed_total == announced
+    seen = [int(x) for x in taken + list(v.queue)]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert shared <= v.shared_frames
+
+
+def test_groups_share_one_frame_and_filters_split_them(tenants):
+    """Viewers with the same filters get the same batch frame (one string object, built
+    once per window), viewers with other filters their own; each event is serialised once
+    whatever the number of viewers and groups; a stream viewer gets the same events one
+    message each."""
+
+    async def scenario():
+        hub = StreamHub(batch_linger_s=0.005)
+        hub.bind_loop()
+        everything = [hub.attach("site_a", batch=True) for _ in range(3)]
+        clicks = [hub.attach("site_a", Filters.build(["click"], None), batch=True) for _ in range(2)]
+        frustrated = hub.attach("site_a", Filters.build(None, {"frustration": 70}), batch=True)
+        stream = hub.attach("site_a")  # one message per event
+        other_site = hub.attach("site_b", batch=True)
+        sent = []
+        for i in range(20):
+            ev = make_event("site_a", "click" if i % 2 else "page_view")
+            sent.append(ev.event_id)
+            hub.publish("site_a", ev, {"frustration": float(i * 5)})
+        await asyncio.sleep(0)  # the stream viewer's flush: end of this loop turn
+        assert len(stream.queue) == 20 and all(not v.queue for v in everything)  # batch: still lingering
+        await asyncio.sleep(0.05)
+        frames = {name: [v.take_batch() for v in vs]
+                  for name, vs in (("everything", everything), ("clicks", clicks), ("frustrated", [frustrated]))}
+        assert other_site.take_batch() is None
+        assert all(f is frames["everything"][0] for f in frames["everything"])  # one object, shared
+        assert all(f is frames["clicks"][0] for f in frames["clicks"])
+        ids = {name: [e["event"]["event_id"] for e in json.loads(fs[0])["events"]] for name, fs in frames.items()}
+        assert ids["everything"] == sent
+        assert ids["clicks"] == sent[1::2]
+        assert ids["frustrated"] == sent[14:]  # frustration 70, 75, … 95
+        assert [json.loads(m)["event"]["event_id"] for m in stream.take(100)] == sent
+        assert hub.frames_built == 3  # one per group, not one per viewer
+        assert hub.published == 20  # each event serialised once for 7 viewers in 4 groups
+        assert all(v.shared_frames == 1 for v in everything + clicks)
+        for v in everything + clicks + [frustrated, stream, other_site]:
+            hub.detach(v)
+        assert hub.sites == {}
+
+    asyncio.run(scenario())
+
+
+def test_resubscribe_keeps_published_events_under_the_old_filters(tenants):
+    async def scenario():
+        hub = StreamHub(batch_linger_s=0.005)
+        hub.bind_loop()
+        v = hub.attach("site_a", batch=True)
+        first = [make_event("site_a", "page_view") for _ in range(3)]
+        for ev in first:
+            hub.publish("site_a", ev, {})
+        hub.resubscribe(v, Filters.build(["click"], None), batch=False)  # before the batch flush
+        later = make_event("site_a", "page_view")
+        hub.publish("site_a", later, {})
+        click = make_event("site_a", "click")
+        hub.publish("site_a", click, {})
+        await asyncio.sleep(0.03)
+        got = [json.loads(frame)["event"]["event_id"] for frame in v.take(10)]
+        assert got == [ev.event_id for ev in first] + [click.event_id]
+        hub.detach(v)
+        assert hub.sites == {}
+
+    asyncio.run(scenario())
+
+
+def test_batch_viewers_over_sockets_share_frames_and_keep_their_filters(live, tenants):
+    key = tenants["site_a"].keys["read"]
+
+    async def scenario():
+        a, _ = await open_viewer(live, key, "&batch=1")
+        b, _ = await open_viewer(live, key, "&batch=1")
+        c, _ = await open_viewer(live, key, "&batch=1&types=click")
+        loop = live.hub._loop
+        events = [make_event("site_a", "click" if i % 3 == 0 else "scroll") for i in range(30)]
+        built0 = live.hub.frames_built
+
+        def burst():  # one window: published in one loop callback, as a collect request does
+            for ev in events:
+                live.hub.publish("site_a", ev, {"intent": 1.0})
+
+        loop.call_soon_threadsafe(burst)
+        raw_a, raw_b, raw_c = [await asyncio.wait_for(ws.recv(), 5) for ws in (a, b, c)]
+        for ws in (a, b, c):
+            await ws.close()
+        return events, raw_a, raw_b, raw_c, live.hub.frames_built - built0
+
+    events, raw_a, raw_b, raw_c, built = asyncio.run(scenario())
+    assert raw_a == raw_b  # the same frame, byte for byte
+    assert [e["event"]["event_id"] for e in json.loads(raw_a)["events"]] == [e.event_id for e in events]
+    assert [e["event"]["event_id"] for e in json.loads(raw_c)["events"]] == [e.event_id for e in events[::3]]
+    assert built == 2  # two filter groups → two frames for three viewers
+    assert wait_until(lambda: live.hub.sites == {})
 
 
 # -- stream tokens (what the dashboard's live-feed tile uses) -----------------------------------------
