@@ -442,12 +442,21 @@ def encode_table(events: Sequence[Mapping[str, Any]]) -> pa.Table:
     length checks in Arrow.  Rows that need a cut (a blob over 256 bytes) or carry an
     earlier cut go through :func:`encode` and are put back in place, so the result equals
     ``rows_to_table([encode(e) for e in events])`` exactly (property-tested)."""
+    if not events:
+        return ROW_SCHEMA.empty_table()
+    return encode_columns(_columns(events, _TABLE_FIELDS), len(events))
+
+
+def encode_columns(values: Mapping[str, Sequence[Any]], n: int) -> pa.Table:
+    """:func:`encode_table` for events given as columns: ``values[name][r]`` is row ``r``'s
+    value of ``name`` (a name that is absent is None for every row)."""
     import pyarrow.compute as pc
 
-    n = len(events)
     if n == 0:
         return ROW_SCHEMA.empty_table()
-    values = _columns(events, _TABLE_FIELDS)
+    missing = [name for name in _TABLE_FIELDS if name not in values]
+    if missing:
+        values = {**values, **{name: [None] * n for name in missing}}
     columns: dict[str, pa.Array] = {}
     too_long = pa.array([False] * n)
 
@@ -501,7 +510,8 @@ def encode_table(events: Sequence[Mapping[str, Any]]) -> pa.Table:
     if not redo:
         return table
     # rows needing cuts: the row-wise encoder, then every row back in its place
-    slow = rows_to_table([encode(events[r]) for r in redo])
+    names = list(values)
+    slow = rows_to_table([encode({k: values[k][r] for k in names}) for r in redo])
     redo_set = set(redo)
     fast_rows = [r for r in range(n) if r not in redo_set]
     merged = pa.concat_tables([table.take(pa.array(fast_rows, type=pa.int64())), slow])

@@ -192,3 +192,11 @@ def test_encode_table_keeps_row_order_when_some_rows_are_cut():
     assert [r.timestamp for r in codec.table_to_rows(table)] == [e["timestamp"] for e in events]
     cut_rows = [i for i, r in enumerate(codec.table_to_rows(table)) if "blob5" in codec.decode(r)["cut"]]
     assert cut_rows == [1, 4, 7]
+
+
+@given(st.lists(_wild_events(), min_size=0, max_size=8))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_encode_columns_equals_encode_table(events):
+    names = sorted({k for e in events for k in e})
+    columns = {k: [e.get(k) for e in events] for k in names}
+    _same_tables(codec.encode_columns(columns, len(events)), codec.encode_table(events))
