@@ -85,13 +85,34 @@ def score(
         now = state.last_ms
     scores, reasons = _compute(state, bot_mod.ua_flags(ua), now)
     if models_enabled is not SCORE_NAMES:
-        enabled = models_enabled if isinstance(models_enabled, (set, frozenset)) else frozenset(models_enabled)
-        if enabled != _ALL:
+        enabled = _enabled(models_enabled)
+        if enabled is not None:
             scores = {k: v for k, v in scores.items() if k in enabled}
     event.scores = scores
     event.bot_reasons = reasons
     event.model_version = MODEL_VERSION
     return scores, state
+
+
+_ENABLED_CACHE: dict[tuple[str, ...], frozenset[str] | None] = {}
+
+
+def _enabled(models_enabled: Iterable[str]) -> Iterable[str] | None:
+    """The enabled models as a set, None when every model is enabled.  A site config's
+    tuple is looked up in a small memo (every event of a site asks the same question)."""
+    cacheable = type(models_enabled) is tuple
+    if cacheable:
+        try:
+            return _ENABLED_CACHE[models_enabled]  # type: ignore[index]
+        except KeyError:
+            pass
+    enabled = models_enabled if isinstance(models_enabled, (set, frozenset)) else frozenset(models_enabled)
+    result = None if enabled == _ALL else enabled
+    if cacheable:
+        if len(_ENABLED_CACHE) >= 256:
+            _ENABLED_CACHE.clear()
+        _ENABLED_CACHE[models_enabled] = result  # type: ignore[index,assignment]
+    return result
 
 
 def _secret_from_env() -> bytes | None:
