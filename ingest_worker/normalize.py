@@ -562,27 +562,74 @@ def _parse_well_formed(
     if type(etype) is not str or etype not in _EVENT_TYPE_SET:
         return None
     max_chars = max_bytes // 4  # len * 4 <= max_bytes: within the limit whatever the encoding
-    strings = []
-    for f in STRING_FIELDS:
-        v = get(f)
-        if v is None:
-            v = ""
-        elif type(v) is not str or len(v) > max_chars:
-            return None
-        strings.append(v)
-    name, raw_url, referrer, title, visitor_id, screen, viewport, language, timezone, target, currency = strings
-    numbers = []
-    for f in NUMBER_FIELDS:
-        v = get(f)
-        if v is not None:
-            t = type(v)
-            if t is int:
-                if not -_BIG_INT < v < _BIG_INT:
-                    return None
-            elif t is not float or v - v != 0.0:  # inf - inf and nan - nan are nan
-                return None
-        numbers.append(v)
-    ts, sd, top, x, y, value = numbers
+    # one get per field, unrolled (a loop costs as much as the checks): a string is None or a
+    # str of at most max_chars; a number None, an int of float range or a finite float (v - v is
+    # nan for inf and nan)
+    name, raw_url, referrer, title, visitor_id, screen, viewport, language, timezone, target, currency = map(
+        get, STRING_FIELDS)
+    if name is None:
+        name = ""
+    elif type(name) is not str or len(name) > max_chars:
+        return None
+    if raw_url is None:
+        raw_url = ""
+    elif type(raw_url) is not str or len(raw_url) > max_chars:
+        return None
+    if referrer is None:
+        referrer = ""
+    elif type(referrer) is not str or len(referrer) > max_chars:
+        return None
+    if title is None:
+        title = ""
+    elif type(title) is not str or len(title) > max_chars:
+        return None
+    if visitor_id is None:
+        visitor_id = ""
+    elif type(visitor_id) is not str or len(visitor_id) > max_chars:
+        return None
+    if screen is None:
+        screen = ""
+    elif type(screen) is not str or len(screen) > max_chars:
+        return None
+    if viewport is None:
+        viewport = ""
+    elif type(viewport) is not str or len(viewport) > max_chars:
+        return None
+    if language is None:
+        language = ""
+    elif type(language) is not str or len(language) > max_chars:
+        return None
+    if timezone is None:
+        timezone = ""
+    elif type(timezone) is not str or len(timezone) > max_chars:
+        return None
+    if target is None:
+        target = ""
+    elif type(target) is not str or len(target) > max_chars:
+        return None
+    if currency is None:
+        currency = ""
+    elif type(currency) is not str or len(currency) > max_chars:
+        return None
+    ts, sd, top, x, y, value = map(get, NUMBER_FIELDS)
+    if ts is not None and not ((type(ts) is int and -_BIG_INT < ts < _BIG_INT)
+            or (type(ts) is float and ts - ts == 0.0)):
+        return None
+    if sd is not None and not ((type(sd) is int and -_BIG_INT < sd < _BIG_INT)
+            or (type(sd) is float and sd - sd == 0.0)):
+        return None
+    if top is not None and not ((type(top) is int and -_BIG_INT < top < _BIG_INT)
+            or (type(top) is float and top - top == 0.0)):
+        return None
+    if x is not None and not ((type(x) is int and -_BIG_INT < x < _BIG_INT)
+            or (type(x) is float and x - x == 0.0)):
+        return None
+    if y is not None and not ((type(y) is int and -_BIG_INT < y < _BIG_INT)
+            or (type(y) is float and y - y == 0.0)):
+        return None
+    if value is not None and not ((type(value) is int and -_BIG_INT < value < _BIG_INT)
+            or (type(value) is float and value - value == 0.0)):
+        return None
 
     received = req.received_ms
     ts_ms = received
