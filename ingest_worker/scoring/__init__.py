@@ -142,16 +142,21 @@ class Scorer:
         self.store = store if store is not None else SessionStore()
         self._lock = threading.Lock()
         self._hosts: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+        self._last_hosts: tuple[SiteConfig | None, frozenset[str]] = (None, frozenset())
         self.last_identity: Identity | None = None
         device.warm_up()
         bot_mod.warm_up()
 
     def own_hosts(self, config: SiteConfig) -> frozenset[str]:
+        last = self._last_hosts  # the same (frozen) config object as the last event's: no hashing
+        if last[0] is config:
+            return last[1]
         key = (config.domain, config.hostnames)
         hosts = self._hosts.get(key)
         if hosts is None:
             hosts = frozenset(h.lower() for h in (config.domain, *config.hostnames) if h)
             self._hosts[key] = hosts
+        self._last_hosts = (config, hosts)
         return hosts
 
     def identify(self, event: TrackedEvent, config: SiteConfig) -> Identity:
@@ -167,14 +172,17 @@ class Scorer:
         with self._lock:
             ident = self.identify(event, config)
             self.last_identity = ident
-            event.visitor_id = ident.visitor_id
-            site = event.site_id or config.site_id
-            state = self.store.get(site, ident.visitor_id, event.ts_ms)
+            vid = event.visitor_id = ident.visitor_id
+            req = event.request
+            site = (req.site_id if req else "") or config.site_id
+            store = self.store
+            ts = event.ts_ms
+            state = store.get(site, vid, ts)
             if state is None:
-                state = VisitorState(ident.visitor_id, site)
+                state = VisitorState(vid, site)
             scores, state = score(event, state, models_enabled=config.models_enabled,
                                   own_hosts=self.own_hosts(config))
-            self.store.put(state, event.ts_ms)
+            store.put(state, ts)
             return scores
 
     def rebuild(self, rows: Iterable[Mapping[str, Any] | TrackedEvent]) -> int:
