@@ -39,7 +39,7 @@ from clickstream_lake.compaction import (
 from clickstream_lake.context import AppContext
 from ingest_worker import pipeline as pl
 from ingest_worker.durable_log import DurableLog, read_segment
-from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids
+from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids, record_values
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.rebuild import RebuildResult, rebuild_sessions
 
@@ -271,8 +271,9 @@ def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
         for payload in read_segment(seg):
             try:
                 rec = orjson.loads(payload)
-                if rec[0] == "v":
-                    out.append((rec[1]["site_id"], rec[1]["event_id"]))
+                if rec[0] in ("v", "r1"):
+                    values = record_values(rec)
+                    out.append((values["site_id"], values["event_id"]))
                 elif rec[0] == "e":
                     out.append((rec[2], rec[3][BLOB_INDEX["event_id"] - 1]))
             except (ValueError, IndexError, TypeError, KeyError):

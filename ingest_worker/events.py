@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from clickstream_lake.codec import SCORE_NAMES
+
 EVENT_TYPES = (
     "page_view",
     "click",
@@ -154,6 +156,94 @@ def to_row_values(ev: TrackedEvent) -> dict[str, Any]:
         "click_count": ev.click_count,
         "ts_ms": float(ev.ts_ms),
     }
-    for name, v in ev.scores.items():
-        values[name] = v if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
+    scores = ev.scores
+    for v in scores.values():
+        if type(v) is not float or v != v:  # None, NaN or not a float: value by value
+            for name, v in scores.items():
+                values[name] = v if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
+            break
+    else:
+        values.update(scores)  # the usual case: every score a finite float
     return values
+
+
+# --- the row as a list (the durable log's compact "r1" record) ---------------------------------
+ROW_BASE_FIELDS: tuple[str, ...] = (
+    "timestamp", "site_id", "visitor_id", "session_id", "event_type", "url",
+    "referrer", "cookie", "hem", "gclid", "fbclid", "msclkid",
+    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "device_type",
+    "browser", "os", "screen", "country", "region", "city",
+    "lat", "lon", "title", "event_name", "props", "target",
+    "x", "y", "value", "currency", "order_id", "bot_reasons",
+    "model_version", "event_id", "language", "timezone", "viewport", "consent",
+    "channel", "session_number", "scroll_depth", "time_on_page_ms", "click_count", "ts_ms",
+)
+ROW_FIELDS_V1: tuple[str, ...] = ROW_BASE_FIELDS + SCORE_NAMES  # frozen: logs on disk are read with it
+
+
+def row_value_list(ev: TrackedEvent) -> list[Any] | None:
+    """``to_row_values(ev)``'s values in :data:`ROW_FIELDS_V1` order -- so that
+    ``dict(zip(ROW_FIELDS_V1, row_value_list(ev))) == to_row_values(ev)`` -- without
+    building the dict; None unless the scores are the 16 models in order, none NaN or None
+    (a site with models disabled, or an odd score, keeps the dict form)."""
+    scores = ev.scores
+    if tuple(scores) != SCORE_NAMES:
+        return None
+    try:
+        total = sum(scores.values())
+    except TypeError:  # a None (or not a number) among them
+        return None
+    if total - total != 0.0:  # a NaN (or an infinity) among them: value by value in to_row_values
+        return None
+    req = ev.request or RequestInfo(site_id="", received_ms=ev.ts_ms)
+    return [
+        ev.ts_ms,
+        req.site_id,
+        ev.visitor_id,
+        ev.session_id,
+        ev.type,
+        ev.url,
+        ev.referrer,
+        req.cookie_visitor_id,
+        ev.hem,
+        ev.gclid,
+        ev.fbclid,
+        ev.msclkid,
+        ev.utm_source,
+        ev.utm_medium,
+        ev.utm_campaign,
+        ev.utm_term,
+        ev.utm_content,
+        ev.device_type,
+        ev.browser,
+        ev.os,
+        ev.screen,
+        req.country,
+        req.region,
+        req.city,
+        req.lat,
+        req.lon,
+        ev.title,
+        ev.name,
+        json.dumps(ev.props, separators=(",", ":"), ensure_ascii=False, sort_keys=True) if ev.props else "",
+        ev.target,
+        ev.x,
+        ev.y,
+        ev.value,
+        ev.currency,
+        ev.order_id,
+        ",".join(ev.bot_reasons),
+        ev.model_version,
+        ev.event_id,
+        ev.language,
+        ev.timezone,
+        ev.viewport,
+        "" if ev.consent is None else ("1" if ev.consent else "0"),
+        ev.channel,
+        ev.session_number or None,
+        ev.scroll_depth,
+        ev.time_on_page_ms,
+        ev.click_count,
+        float(ev.ts_ms),
+        *scores.values(),
+    ]

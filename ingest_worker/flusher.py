@@ -43,6 +43,7 @@ from clickstream_lake.codec import BLOB_INDEX, AERow
 from clickstream_lake.compaction import partition_lock
 from clickstream_lake.lake import LakeLayout, check_site_id, day_of, new_file_name, publish_parquet
 from ingest_worker.durable_log import DurableLog, read_segment
+from ingest_worker.events import ROW_FIELDS_V1, TrackedEvent, row_value_list, to_row_values
 from ingest_worker.quarantine import QUARANTINE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -59,19 +60,66 @@ def event_record(event: AERow | Mapping[str, Any]) -> bytes:
     request loop, not in it.  An already encoded :class:`AERow` is an ``"e"`` record."""
     if isinstance(event, AERow):
         return orjson.dumps(["e", event.timestamp, event.index1, event.blobs, event.doubles])
+    try:  # row values have str keys: without OPT_NON_STR_KEYS orjson is twice as fast
+        return orjson.dumps(["v", event])
+    except orjson.JSONEncodeError:
+        pass
     try:
         return orjson.dumps(["v", event], option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:  # e.g. a lone surrogate from a JSON escape: encode cleans it
         return event_record(codec.encode(event))
 
 
-def _record_key(rec: list[Any]) -> tuple[str, int, str]:
-    """(site, timestamp ms, event id) of an event record of either kind; raises on a record
-    that cannot become a row (the flush skips it as corrupt)."""
+def row_record(event: TrackedEvent) -> bytes:
+    """The log payload of one accepted, scored event, as the request path writes it.
+
+    Usually ``["r1", [values]]``: the row values in :data:`ROW_FIELDS_V1` order, a third
+    of the bytes of the ``"v"`` record and no dict built; the flusher makes the same AE row
+    of either.  An event whose scores are not the 16 plain numbers (models disabled, NaN),
+    or that orjson refuses, gets :func:`event_record` of ``to_row_values``."""
+    values = row_value_list(event)
+    if values is not None:
+        try:
+            return orjson.dumps(["r1", values])
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: the "v" path cleans it
+            pass
+    return event_record(to_row_values(event))
+
+
+ROW_KINDS = ("e", "v", "r1")  # the event record kinds of the log
+
+
+def record_values(rec: list[Any]) -> dict[str, Any]:
+    """The row values of a ``"v"`` or ``"r1"`` record (ValueError for a malformed one)."""
     if rec[0] == "v":
+        return rec[1]
+    values = rec[1]
+    if len(values) != len(ROW_FIELDS_V1):
+        raise ValueError(f"an r1 record holds {len(values)} values, not {len(ROW_FIELDS_V1)}")
+    return dict(zip(ROW_FIELDS_V1, values, strict=True))
+
+
+_R1_TS, _R1_SITE, _R1_EID = (ROW_FIELDS_V1.index(n) for n in ("timestamp", "site_id", "event_id"))
+
+
+def _record_key(rec: list[Any]) -> tuple[str, int, str]:
+    """(site, timestamp ms, event id) of an event record of any kind; raises on a record
+    that cannot become a row (the flush skips it as corrupt).  A timestamp that is not an
+    int is made one in place, so the columns built later hold ints."""
+    kind = rec[0]
+    if kind == "r1":
+        values = rec[1]
+        if len(values) != len(ROW_FIELDS_V1):
+            raise ValueError(f"an r1 record holds {len(values)} values, not {len(ROW_FIELDS_V1)}")
+        site, eid = values[_R1_SITE], values[_R1_EID] or ""
+        ts = values[_R1_TS]
+        if type(ts) is not int:
+            ts = values[_R1_TS] = int(ts)
+    elif kind == "v":
         values = rec[1]
         site, ts, eid = values.get("site_id"), int(values["timestamp"]), values.get("event_id") or ""
-        rec[1] = {**values, "timestamp": ts} if type(values["timestamp"]) is not int else values
+        if type(values["timestamp"]) is not int:
+            rec[1] = {**values, "timestamp": ts}
     else:
         site, ts, eid = rec[2], int(rec[1]), rec[3][BLOB_INDEX["event_id"] - 1]
     return site, ts, eid if type(eid) is str else str(eid)
@@ -105,20 +153,34 @@ def _encode_or_none(values: dict[str, Any]) -> codec.AERow | None:
         return None
 
 
+def _packed_or_row_by_row(build: Callable[[], pa.Table], rows: Callable[[], list[dict[str, Any]]]) -> pa.Table:
+    """``build()``; should the column-wise packing ever fail, the rows one by one (a row that
+    cannot be encoded is logged and skipped) -- a flush never stalls on one odd record."""
+    try:
+        return build()
+    except Exception:  # noqa: BLE001
+        values = rows()
+        log.exception("column-wise encoding failed; encoding %d rows one by one", len(values))
+        return codec.rows_to_table([row for row in map(_encode_or_none, values) if row is not None])
+
+
 def _events_table(records: list[list[Any]]) -> pa.Table:
-    """Logged event records as one AE-row table in timestamp order: ``"v"`` records (flat
-    values) packed column by column (:func:`codec.encode_table`), ``"e"`` records
+    """Logged event records as one AE-row table in timestamp order, packed column by column
+    (:func:`codec.encode_columns`): ``"r1"`` records (row values as a list) transposed
+    straight into columns, ``"v"`` records (a dict of row values) likewise; ``"e"`` records
     (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are."""
-    values = [r[1] for r in records if r[0] == "v"]
-    packed = [r for r in records if r[0] != "v"]
+    lists = [r[1] for r in records if r[0] == "r1"]
+    dicts = [r[1] for r in records if r[0] == "v"]
+    packed = [r for r in records if r[0] == "e"]
     tables = []
-    if values:
-        values.sort(key=itemgetter("timestamp"))
-        try:
-            tables.append(codec.encode_table(values))
-        except Exception:  # noqa: BLE001 - never stall the flush on one odd record: row by row
-            log.exception("column-wise encoding failed; encoding %d rows one by one", len(values))
-            tables.append(codec.rows_to_table([row for row in map(_encode_or_none, values) if row is not None]))
+    if lists:
+        lists.sort(key=itemgetter(_R1_TS))
+        tables.append(_packed_or_row_by_row(
+            lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists)),
+            lambda: [dict(zip(ROW_FIELDS_V1, v, strict=True)) for v in lists]))
+    if dicts:
+        dicts.sort(key=itemgetter("timestamp"))
+        tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts), lambda: dicts))
     if packed:
         packed.sort(key=itemgetter(1))
         tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
@@ -181,7 +243,7 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
             try:
                 rec = orjson.loads(payload)
                 kind = rec[0]
-                if kind in ("e", "v"):
+                if kind in ROW_KINDS:
                     site, ts, eid = _record_key(rec)
                     check_site_id(site)
                     bucket = events[(site, day_of_ts(ts))]

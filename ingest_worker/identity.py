@@ -23,6 +23,7 @@ HMAC-SHA256(secret, site, id), so the same SDK id is always the same visitor of 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -72,10 +73,22 @@ class _SaltBox:
 _SALTS = _SaltBox()
 
 
-def keyed_hash(site_id: str, user_agent: str, ip: str, secret: bytes, day: int) -> str:
-    """The cookieless visitor id of (site, UA, IP) on UTC day number ``day``."""
+def _keyed_hash(site_id: str, user_agent: str, ip: str, secret: bytes, day: int) -> str:
     msg = f"{site_id}\x00{user_agent}\x00{ip}".encode("utf-8", "surrogatepass")
     return "v_" + hashlib.blake2b(msg, key=_SALTS.salt(secret, day), digest_size=16).hexdigest()
+
+
+HASH_CACHE_SIZE = 8192  # recent (site, UA, IP, day) ids: every event of a batch shares one
+HASH_CACHE_MAX_UA = 512  # longer User-Agents are hashed each time (bounds the cache to a few MB)
+_keyed_hash_cached = functools.lru_cache(maxsize=HASH_CACHE_SIZE)(_keyed_hash)
+
+
+def keyed_hash(site_id: str, user_agent: str, ip: str, secret: bytes, day: int) -> str:
+    """The cookieless visitor id of (site, UA, IP) on UTC day number ``day`` (a pure
+    function of its arguments, remembered in a bounded LRU)."""
+    if len(user_agent) > HASH_CACHE_MAX_UA:
+        return _keyed_hash(site_id, user_agent, ip, secret, day)
+    return _keyed_hash_cached(site_id, user_agent, ip, secret, day)
 
 
 def sdk_visitor_id(site_id: str, raw: str, secret: bytes) -> str:
@@ -117,8 +130,15 @@ def resolve_visitor(
     if known is not None and not known(today):
         yesterday = keyed_hash(site, ua, ip, secret, day - 1)
         if known(yesterday):
-            return Identity(yesterday, allowed, "hash")
-    return Identity(today, allowed, "hash")
+            return _hash_identity(yesterday, allowed)
+    return _hash_identity(today, allowed)
+
+
+@functools.lru_cache(maxsize=HASH_CACHE_SIZE)
+def _hash_identity(visitor_id: str, set_cookie: bool) -> Identity:
+    """The (frozen, so shareable) Identity of a keyed-hash visitor: building a frozen
+    dataclass costs more than the cached hash that names it."""
+    return Identity(visitor_id, set_cookie, "hash")
 
 
 def identity_signals(event: TrackedEvent) -> dict[str, str]:

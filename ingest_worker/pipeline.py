@@ -35,8 +35,8 @@ from typing import Any
 from clickstream_lake.control.config import ConfigCache, SiteConfig
 from ingest_worker import normalize
 from ingest_worker.durable_log import DurableLog, LogOverloaded, LogWriteError
-from ingest_worker.events import TrackedEvent, to_row_values
-from ingest_worker.flusher import event_record
+from ingest_worker.events import TrackedEvent
+from ingest_worker.flusher import row_record
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.quarantine import QuarantineEntry, quarantine_record
 from ingest_worker.ratelimit import RateLimiter
@@ -166,22 +166,23 @@ class Pipeline:
         reserved: list[tuple[str, str]] = []
         duplicates = 0
         cookie_ok = False
+        parse_event, dedupe, scoring, site_id = normalize.parse_event, self.dedupe, self.scoring, site.site_id
         for index, obj in enumerate(parsed):
-            event = normalize.parse_event(obj, info)
+            event = parse_event(obj, info)
             if isinstance(event, normalize.Rejection):
                 rejected.append({"index": index, "error": event.reason})
                 # the raw body when it held just this event, else the event as JSON
                 raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(obj)
                 quarantined.append(self.quarantine_entry(site, req, event, raw=raw, index=index))
                 continue
-            key = (site.site_id, event.event_id)
-            if key in self.dedupe:  # a retry of an acknowledged event: answer, do not store again
+            key = (site_id, event.event_id)
+            if key in dedupe:  # a retry of an acknowledged event: answer, do not store again
                 duplicates += 1
                 continue
-            self.dedupe.add(key)
+            dedupe.add(key)
             reserved.append(key)
-            scores, cookie_ok = self.scoring(event, site)
-            records.append(event_record(to_row_values(event)))  # packed into the AE row by the flusher
+            scores, cookie_ok = scoring(event, site)
+            records.append(row_record(event))  # packed into the AE row by the flusher
             accepted.append((event, scores))
 
         if not accepted and not duplicates:

@@ -85,13 +85,34 @@ def score(
         now = state.last_ms
     scores, reasons = _compute(state, bot_mod.ua_flags(ua), now)
     if models_enabled is not SCORE_NAMES:
-        enabled = models_enabled if isinstance(models_enabled, (set, frozenset)) else frozenset(models_enabled)
-        if enabled != _ALL:
+        enabled = _enabled(models_enabled)
+        if enabled is not None:
             scores = {k: v for k, v in scores.items() if k in enabled}
     event.scores = scores
     event.bot_reasons = reasons
     event.model_version = MODEL_VERSION
     return scores, state
+
+
+_ENABLED_CACHE: dict[tuple[str, ...], frozenset[str] | None] = {}
+
+
+def _enabled(models_enabled: Iterable[str]) -> Iterable[str] | None:
+    """The enabled models as a set, None when every model is enabled.  A site config's
+    tuple is looked up in a small memo (every event of a site asks the same question)."""
+    cacheable = type(models_enabled) is tuple
+    if cacheable:
+        try:
+            return _ENABLED_CACHE[models_enabled]  # type: ignore[index]
+        except KeyError:
+            pass
+    enabled = models_enabled if isinstance(models_enabled, (set, frozenset)) else frozenset(models_enabled)
+    result = None if enabled == _ALL else enabled
+    if cacheable:
+        if len(_ENABLED_CACHE) >= 256:
+            _ENABLED_CACHE.clear()
+        _ENABLED_CACHE[models_enabled] = result  # type: ignore[index,assignment]
+    return result
 
 
 def _secret_from_env() -> bytes | None:
@@ -121,16 +142,21 @@ class Scorer:
         self.store = store if store is not None else SessionStore()
         self._lock = threading.Lock()
         self._hosts: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+        self._last_hosts: tuple[SiteConfig | None, frozenset[str]] = (None, frozenset())
         self.last_identity: Identity | None = None
         device.warm_up()
         bot_mod.warm_up()
 
     def own_hosts(self, config: SiteConfig) -> frozenset[str]:
+        last = self._last_hosts  # the same (frozen) config object as the last event's: no hashing
+        if last[0] is config:
+            return last[1]
         key = (config.domain, config.hostnames)
         hosts = self._hosts.get(key)
         if hosts is None:
             hosts = frozenset(h.lower() for h in (config.domain, *config.hostnames) if h)
             self._hosts[key] = hosts
+        self._last_hosts = (config, hosts)
         return hosts
 
     def identify(self, event: TrackedEvent, config: SiteConfig) -> Identity:
@@ -146,14 +172,17 @@ class Scorer:
         with self._lock:
             ident = self.identify(event, config)
             self.last_identity = ident
-            event.visitor_id = ident.visitor_id
-            site = event.site_id or config.site_id
-            state = self.store.get(site, ident.visitor_id, event.ts_ms)
+            vid = event.visitor_id = ident.visitor_id
+            req = event.request
+            site = (req.site_id if req else "") or config.site_id
+            store = self.store
+            ts = event.ts_ms
+            state = store.get(site, vid, ts)
             if state is None:
-                state = VisitorState(ident.visitor_id, site)
+                state = VisitorState(vid, site)
             scores, state = score(event, state, models_enabled=config.models_enabled,
                                   own_hosts=self.own_hosts(config))
-            self.store.put(state, event.ts_ms)
+            store.put(state, ts)
             return scores
 
     def rebuild(self, rows: Iterable[Mapping[str, Any] | TrackedEvent]) -> int:
