@@ -270,6 +270,31 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
     return float("inf")
 
 
+def log_floor(directory: Path, n: int = 2000, interval_s: float = 0.002) -> dict:
+    """The durable log alone, in this process, one record at a time (500/s as in the single-
+    event phase): the disk's own write+fsync and what an ``append`` waits for (the group commit
+    thread's hand-offs included) -- the floor under the single-event latency."""
+    from ingest_worker.durable_log import DurableLog
+
+    async def run() -> dict:
+        log = DurableLog(directory)
+        groups: list[float] = []
+        log.observe_group = groups.append
+        log.open()
+        await log.start()
+        waits = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await log.append([b"x" * 700])
+            waits.append(time.perf_counter() - t0)
+            await asyncio.sleep(interval_s)
+        await log.close()
+        return {"write_fsync_p50_ms": pct(groups, 50) * 1000, "write_fsync_p99_ms": pct(groups, 99) * 1000,
+                "append_p50_ms": pct(waits, 50) * 1000, "append_p99_ms": pct(waits, 99) * 1000}
+
+    return asyncio.run(run())
+
+
 def gc_pause(data: DataDir) -> dict:
     """A full garbage collection over the server's start-up heap, as is and frozen (in a
     fresh interpreter that builds the same app): the stall a request would wait behind."""
@@ -334,6 +359,7 @@ def main() -> None:
         out["ack_to_parquet"] = loop.run_until_complete(visibility(port, data.lake, 200, 20.0))
         loop.close()
         out["gc"] = gc_pause(data)
+        out["log_floor"] = log_floor(data.path / "log-floor")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -362,6 +388,11 @@ def main() -> None:
     t.add_row("batched sustained into Parquet", f"{bt['sustained_into_parquet_eps']:,.0f} ev/s", "≥ 20,000")
     t.add_row("  server CPU per event (+ flush process)", f"{bt['server_cpu_us_per_event']:.0f} µs", "")
     t.add_row("  events per server CPU-second", f"{bt['events_per_server_cpu_second'] or 0:,.0f}", "")
+    fl = out["log_floor"]
+    t.add_row("durable log alone: write+fsync p50 / p99",
+              f"{fl['write_fsync_p50_ms']:.2f} / {fl['write_fsync_p99_ms']:.2f} ms", "")
+    t.add_row("  append (with the group-commit hand-offs) p50 / p99",
+              f"{fl['append_p50_ms']:.2f} / {fl['append_p99_ms']:.2f} ms", "")
     if "full_gc_pause_ms" in out["gc"]:
         t.add_row("full GC pause, start-up heap: as is / frozen",
                   f"{out['gc']['full_gc_pause_ms']:.1f} / {out['gc']['full_gc_pause_frozen_ms']:.2f} ms", "")
