@@ -39,7 +39,7 @@ from clickstream_lake.compaction import (
 from clickstream_lake.context import AppContext
 from ingest_worker import pipeline as pl
 from ingest_worker.durable_log import DurableLog, read_segment
-from ingest_worker.flusher import Flusher, FlushResult, recent_event_ids, record_values
+from ingest_worker.flusher import ROW_KINDS, Flusher, FlushResult, recent_event_ids, record_key
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.rebuild import RebuildResult, rebuild_sessions
 
@@ -264,19 +264,18 @@ class CollectComponent:
 
 
 def _acknowledged_ids(segments: list[Any]) -> list[tuple[str, str]]:
-    from clickstream_lake.codec import BLOB_INDEX
-
+    """(site, event id) of every event record the log segments hold (retries of these are
+    answered as duplicates after a restart)."""
     out = []
     for seg in segments:
         for payload in read_segment(seg):
             try:
                 rec = orjson.loads(payload)
-                if rec[0] in ("v", "r1"):
-                    values = record_values(rec)
-                    out.append((values["site_id"], values["event_id"]))
-                elif rec[0] == "e":
-                    out.append((rec[2], rec[3][BLOB_INDEX["event_id"] - 1]))
-            except (ValueError, IndexError, TypeError, KeyError):
+                if rec[0] in ROW_KINDS:
+                    site, _, eid = record_key(rec)
+                    if eid:
+                        out.append((site, eid))
+            except (ValueError, IndexError, TypeError, KeyError, OverflowError):
                 continue
     return out
 

@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def record_values(rec: list[Any]) -> dict[str, Any]:
 _R1_TS, _R1_SITE, _R1_EID = (ROW_FIELDS_V1.index(n) for n in ("timestamp", "site_id", "event_id"))
 
 
-def _record_key(rec: list[Any]) -> tuple[str, int, str]:
+def record_key(rec: list[Any]) -> tuple[str, int, str]:
     """(site, timestamp ms, event id) of an event record of any kind; raises on a record
     that cannot become a row (the flush skips it as corrupt).  A timestamp that is not an
     int is made one in place, so the columns built later hold ints."""
@@ -127,14 +127,6 @@ def _record_key(rec: list[Any]) -> tuple[str, int, str]:
 
 
 # --- turning records into tables -------------------------------------------------------------------
-@dataclass
-class _Batch:
-    """Columns of the rows bound for one partition."""
-
-    ids: list[str] = field(default_factory=list)
-    cols: list[list[Any]] = field(default_factory=list)
-
-
 @dataclass
 class FlushResult:
     segments: int = 0
@@ -170,15 +162,15 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
     (:func:`codec.encode_columns`): ``"r1"`` records (row values as a list) transposed
     straight into columns, ``"v"`` records (a dict of row values) likewise; ``"e"`` records
     (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are."""
-    lists = [r[1] for r in records if r[0] == "r1"]
+    r1 = sorted((r for r in records if r[0] == "r1"), key=lambda r: r[1][_R1_TS])
     dicts = [r[1] for r in records if r[0] == "v"]
     packed = [r for r in records if r[0] == "e"]
     tables = []
-    if lists:
-        lists.sort(key=itemgetter(_R1_TS))
+    if r1:
+        lists = [r[1] for r in r1]
         tables.append(_packed_or_row_by_row(
             lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists)),
-            lambda: [dict(zip(ROW_FIELDS_V1, v, strict=True)) for v in lists]))
+            lambda: [record_values(r) for r in r1]))
     if dicts:
         dicts.sort(key=itemgetter("timestamp"))
         tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts), lambda: dicts))
@@ -206,6 +198,15 @@ def _existing_ids(paths: Iterable[str], column: str) -> set[str]:
         except FileNotFoundError:  # compacted away meanwhile: its rows are in the merged file
             continue
     return ids
+
+
+def _drop_published(rows_by_id: dict[str, Any], directory: str, id_column: str, fs: Any) -> int:
+    """Remove from ``rows_by_id`` the ids the Parquet files of ``directory`` already hold (a
+    replay or a retried flush); returns how many were dropped."""
+    seen = _existing_ids(_parquet_files(directory, fs), id_column).intersection(rows_by_id)
+    for key in seen:
+        del rows_by_id[key]
+    return len(seen)
 
 
 def _parquet_files(directory: str, fs: Any) -> list[str]:
@@ -245,7 +246,7 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
                 rec = orjson.loads(payload)
                 kind = rec[0]
                 if kind in ROW_KINDS:
-                    site, ts, eid = _record_key(rec)
+                    site, ts, eid = record_key(rec)
                     check_site_id(site)
                     bucket = events[(site, day_of_ts(ts))]
                     key = eid or uuid.uuid4().hex
@@ -269,10 +270,7 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
         with partition_lock(lake, site, day):
             part = lake.partition_dir(site, day)
             if dedupe_against_lake:
-                seen = _existing_ids(_parquet_files(part, fs), EVENT_ID_COLUMN)
-                for eid in seen.intersection(rows_by_id):
-                    del rows_by_id[eid]
-                    res.duplicates += 1
+                res.duplicates += _drop_published(rows_by_id, part, EVENT_ID_COLUMN, fs)
             if not rows_by_id:
                 continue
             publish_parquet(_events_table(list(rows_by_id.values())), fs, f"{part}/{new_file_name('flush')}")
@@ -281,9 +279,7 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
     for (site, day), rows_by_id in quarantine.items():
         qdir = f"{lake.quarantine_dir(site)}/dt={day}"
         if dedupe_against_lake:
-            for rid in _existing_ids(_parquet_files(qdir, fs), "record_id").intersection(rows_by_id):
-                del rows_by_id[rid]
-                res.duplicates += 1
+            res.duplicates += _drop_published(rows_by_id, qdir, "record_id", fs)
         if not rows_by_id:
             continue
         publish_parquet(_quarantine_table(list(rows_by_id.values())), fs, f"{qdir}/{new_file_name('flush')}")
