@@ -46,7 +46,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clickstream_lake.lake import LakeLayout, day_of, new_file_name, publish_parquet
+from clickstream_lake.lake import LakeLayout, day_of, fsync_dir, new_file_name, publish_parquet
 
 TARGET_FILE_ROWS = 1_000_000  # rows per merged file (row groups inside stay DuckDB-sized)
 RENAME_EXCHANGE = 2
@@ -119,13 +119,6 @@ def exchange_dirs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> None:
         raise OSError(err, f"renameat2({a}, {b}): {os.strerror(err)}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _staging_root(layout: LakeLayout) -> Path:
     return Path(layout.base) / ".staging"
@@ -179,11 +172,11 @@ def compact_partition(layout: LakeLayout, site_id: str, day: str, *, min_files: 
             check = sum(pq.ParquetFile(p).metadata.num_rows for p in new_part.glob("*.parquet"))
             if check != rows or written != rows:
                 raise RuntimeError(f"compaction of {part} wrote {check} rows, expected {rows}")
-            _fsync_dir(new_part)
-            _fsync_dir(staging)
+            fsync_dir(new_part, strict=True)
+            fsync_dir(staging, strict=True)
             exchange_dirs(new_part, part)  # the one step readers can observe
-            _fsync_dir(part.parent)
-            _fsync_dir(staging)
+            fsync_dir(part.parent, strict=True)
+            fsync_dir(staging, strict=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old small files
     return CompactionResult(site_id, day, len(files), n_files, rows, time.perf_counter() - t0)

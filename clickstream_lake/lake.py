@@ -163,15 +163,19 @@ def _is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
     return protocol in ("file", "local")
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so a rename/link inside it is durable (best effort)."""
+def fsync_dir(path: str | os.PathLike[str], *, strict: bool = False) -> None:
+    """fsync a directory so a create/rename/link inside it is durable.  Best effort by
+    default; ``strict`` raises the OSError (the durable log and compaction must know)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
+        if strict:
+            raise
         return
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if strict:
+            raise
     finally:
         os.close(fd)

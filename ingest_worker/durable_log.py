@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickstream_lake.lake import fsync_dir
+
 _HEADER = struct.Struct("<II")
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".log"
@@ -76,13 +78,6 @@ def list_segments(directory: Path) -> list[Path]:
     ]
     return sorted(segs, key=segment_id)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -137,7 +132,7 @@ class DurableLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._good_size = os.fstat(self._fd).st_size
         if self.fsync:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir, strict=True)
 
     async def start(self) -> None:
         if self._fd is None:
