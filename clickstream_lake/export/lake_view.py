@@ -10,13 +10,13 @@ window (the window file and its late files) is read: together they hold each row
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 
 import duckdb
 
 from clickstream_lake.export.errors import ExportError, classify
+from clickstream_lake.export.settings import storage_options_from_env
 from clickstream_lake.export.target import ExportTarget, footer_metadata
 from clickstream_lake.lake import LakeError, LakeLayout, check_site_id
 from clickstream_lake.query import dialect
@@ -120,16 +120,10 @@ def open_exported_lake(url: str, site_id: str | None = None, env: dict[str, str]
     """``clickstream sql --lake URL``: the exported lake at ``url``, S3 endpoint and options taken
     from ``CLICKSTREAM_EXPORT_ENDPOINT`` / ``CLICKSTREAM_EXPORT_OPTIONS``; every failure is an
     :class:`ExportError` with a message for the user."""
-    e = os.environ if env is None else env
-    options: dict = {}
-    raw = e.get("CLICKSTREAM_EXPORT_OPTIONS", "").strip()
-    if raw:
-        try:
-            options = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ExportError(f"CLICKSTREAM_EXPORT_OPTIONS is not a JSON object: {exc}") from exc
-    if e.get("CLICKSTREAM_EXPORT_ENDPOINT"):
-        options.setdefault("client_kwargs", {})["endpoint_url"] = e["CLICKSTREAM_EXPORT_ENDPOINT"]
+    try:
+        options = storage_options_from_env(env)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
     try:
         lake = ExportedLake(url, site_id, storage_options=options)
         lake.sources()

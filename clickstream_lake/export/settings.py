@@ -23,11 +23,31 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clickstream_lake.export.windows import check_window_s
 from clickstream_lake.settings import DataDir
+
+
+def storage_options_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """fsspec options of the export target: ``CLICKSTREAM_EXPORT_OPTIONS`` (a JSON object) plus
+    ``CLICKSTREAM_EXPORT_ENDPOINT`` as the S3 endpoint; ValueError with a message for the user."""
+    e = os.environ if env is None else env
+    options: dict[str, Any] = {}
+    raw = e.get("CLICKSTREAM_EXPORT_OPTIONS", "").strip()
+    if raw:
+        try:
+            options = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"CLICKSTREAM_EXPORT_OPTIONS is not a JSON object: {exc}") from exc
+        if not isinstance(options, dict):
+            raise ValueError("CLICKSTREAM_EXPORT_OPTIONS must be a JSON object")
+    endpoint = e.get("CLICKSTREAM_EXPORT_ENDPOINT", "").strip()
+    if endpoint:
+        options.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+    return options
 
 
 @dataclass(frozen=True)
@@ -45,18 +65,7 @@ class ExportSettings:
     @classmethod
     def from_env(cls, data: DataDir, env: dict[str, str] | None = None, **overrides: Any) -> ExportSettings:
         e = os.environ if env is None else env
-        options: dict[str, Any] = {}
-        raw = e.get("CLICKSTREAM_EXPORT_OPTIONS", "").strip()
-        if raw:
-            try:
-                options = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"CLICKSTREAM_EXPORT_OPTIONS is not a JSON object: {exc}") from exc
-            if not isinstance(options, dict):
-                raise ValueError("CLICKSTREAM_EXPORT_OPTIONS must be a JSON object")
-        endpoint = e.get("CLICKSTREAM_EXPORT_ENDPOINT", "").strip()
-        if endpoint:
-            options.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+        options = storage_options_from_env(e)
         s = cls(
             url=e.get("CLICKSTREAM_EXPORT_URL") or f"file://{data.export}",
             storage_options=options,
