@@ -135,3 +135,13 @@ def server_factory(data_dir: DataDir) -> Iterator[Callable[..., ServerProcess]]:
 def server(server_factory, tenants) -> ServerProcess:
     """A running server over the two-tenant data directory."""
     return server_factory()
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """A real S3-protocol server (moto) on loopback, one per test module."""
+    from tests.s3server import MotoServer
+
+    server = MotoServer.start()
+    yield server
+    server.stop()

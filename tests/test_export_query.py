@@ -10,7 +10,7 @@ from clickstream_lake.lake import LakeError
 from clickstream_lake.query.lake import Lake
 from clickstream_lake.query.runner import QueryService
 from tests.export_helpers import HOUR, T0, enable, exporter, make_rows, publish
-from tests.s3server import MotoServer, make_bucket, storage_options
+from tests.s3server import make_bucket, storage_options
 
 QUERIES = [
     "SELECT event_type, country, browser, count(*) AS n FROM events GROUP BY ALL ORDER BY ALL",
@@ -18,13 +18,6 @@ QUERIES = [
     "SELECT visitor_id, min(timestamp) AS first, max(timestamp) AS last FROM events GROUP BY 1 ORDER BY 1",
     "SELECT count(*) FROM sessions",
 ]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ from tests.export_helpers import HOUR, T0, enable, event_ids, exporter, make_row
 from tests.s3server import MotoServer, TCPProxy, make_bucket, storage_options
 
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bucket(moto):
     return make_bucket(moto.url)
