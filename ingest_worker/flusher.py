@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +104,16 @@ _R1_TS, _R1_SITE, _R1_EID = (ROW_FIELDS_V1.index(n) for n in ("timestamp", "site
 
 def record_key(rec: list[Any]) -> tuple[str, int, str]:
     """(site, timestamp ms, event id) of an event record of any kind; raises on a record
-    that cannot become a row (the flush skips it as corrupt).  A timestamp that is not an
-    int is made one in place, so the columns built later hold ints."""
+    that cannot become a row (the flush skips it as corrupt)."""
     kind = rec[0]
     if kind == "r1":
         values = rec[1]
         if len(values) != len(ROW_FIELDS_V1):
             raise ValueError(f"an r1 record holds {len(values)} values, not {len(ROW_FIELDS_V1)}")
-        site, eid = values[_R1_SITE], values[_R1_EID] or ""
-        ts = values[_R1_TS]
-        if type(ts) is not int:
-            ts = values[_R1_TS] = int(ts)
+        site, ts, eid = values[_R1_SITE], int(values[_R1_TS]), values[_R1_EID] or ""
     elif kind == "v":
         values = rec[1]
         site, ts, eid = values.get("site_id"), int(values["timestamp"]), values.get("event_id") or ""
-        if type(values["timestamp"]) is not int:
-            rec[1] = {**values, "timestamp": ts}
     else:
         site, ts, eid = rec[2], int(rec[1]), rec[3][BLOB_INDEX["event_id"] - 1]
     return site, ts, eid if type(eid) is str else str(eid)
@@ -162,7 +155,7 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
     (:func:`codec.encode_columns`): ``"r1"`` records (row values as a list) transposed
     straight into columns, ``"v"`` records (a dict of row values) likewise; ``"e"`` records
     (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are."""
-    r1 = sorted((r for r in records if r[0] == "r1"), key=lambda r: r[1][_R1_TS])
+    r1 = [r for r in records if r[0] == "r1"]
     dicts = [r[1] for r in records if r[0] == "v"]
     packed = [r for r in records if r[0] == "e"]
     tables = []
@@ -172,15 +165,12 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
             lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists)),
             lambda: [record_values(r) for r in r1]))
     if dicts:
-        dicts.sort(key=itemgetter("timestamp"))
         tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts), lambda: dicts))
     if packed:
-        packed.sort(key=itemgetter(1))
         tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
                                              [r[3] for r in packed], [r[4] for r in packed]))
-    if len(tables) == 1:
-        return tables[0]
-    return pa.concat_tables(tables).sort_by("timestamp")
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return table.sort_by("timestamp")  # stable: log order among equal timestamps
 
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
