@@ -70,7 +70,8 @@ class CollectComponent:
         self.ctx = ctx
         self.metrics = WorkerMetrics(ctx.registry)
         self.log = DurableLog(ctx.data.log, fsync=os.environ.get("CLICKSTREAM_LOG_FSYNC", "1") != "0",
-                              observe_group=self.metrics.log_group_seconds.observe)
+                              observe_group=self.metrics.log_group_seconds.observe,
+                              inline_bytes=int(_env_float("CLICKSTREAM_LOG_INLINE_BYTES", 0)))
         self.flusher = Flusher(self.log, ctx.lake, interval=_env_float("CLICKSTREAM_FLUSH_INTERVAL", 0.5),
                                on_flush=self._flushed, processes=True)
         self.compact_interval = _env_float("CLICKSTREAM_COMPACT_INTERVAL", 300.0)

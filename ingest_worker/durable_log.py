@@ -9,7 +9,11 @@ records that were fsynced count.  The log is a sequence of *segments*
 Group commit: :meth:`DurableLog.append` queues the encoded records and waits; one writer
 task takes everything queued since the last write, writes it with one ``write`` and one
 ``fsync`` (in a dedicated thread, so the event loop keeps accepting requests meanwhile) and
-wakes every waiter.  Under load many requests share one fsync.  If the write or the fsync
+wakes every waiter.  Under load many requests share one fsync.  A *small* group (at most
+``inline_bytes``: one or a few single events, i.e. a lightly loaded worker) is written and
+fsynced on the event loop's own thread instead: a lightly loaded loop loses little by
+waiting for the disk, and it saves the hand-offs to and from the log thread -- each one a
+wait for the GIL behind whatever Python code is running.  If the write or the fsync
 fails (disk full, permissions, file size limit) every waiter of that group gets
 :class:`LogWriteError` -- the caller answers 503 and acknowledges nothing -- and the
 segment is cut back to its last good length so no half-group is ever replayed.
@@ -94,13 +98,14 @@ class DurableLog:
 
     def __init__(self, directory: str | os.PathLike[str], *, max_pending_bytes: int = 64 * 1024 * 1024,
                  max_backlog_bytes: int = 1024 * 1024 * 1024, fsync: bool = True,
-                 observe_group: Callable[[float], None] | None = None):
+                 observe_group: Callable[[float], None] | None = None, inline_bytes: int = 0):
         self.dir = Path(directory)
         self.max_pending_bytes = max_pending_bytes
         self.max_backlog_bytes = max_backlog_bytes  # on disk, not yet flushed to Parquet
         self.backlog_bytes = 0  # closed segments waiting for the flusher (updated on rotation)
         self.fsync = fsync
         self.observe_group = observe_group  # called with each group commit's write+fsync seconds
+        self.inline_bytes = inline_bytes  # groups up to this size are written on the loop's thread
         self.stats = LogStats()
         self._pending: list[bytes] = []
         self._pending_records = 0
@@ -109,6 +114,7 @@ class DurableLog:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-log")
+        self._rotating = False  # a rotation runs in the log thread: no inline write meanwhile
         self._fd: int | None = None
         self._seg_id = 0
         self._good_size = 0
@@ -202,7 +208,10 @@ class DurableLog:
             self._pending_records = 0
             self._pending_bytes = 0
             try:
-                elapsed = await loop.run_in_executor(self._io, self._write_group, data)
+                if len(data) <= self.inline_bytes and not self._rotating:
+                    elapsed = self._write_group(data)
+                else:
+                    elapsed = await loop.run_in_executor(self._io, self._write_group, data)
             except OSError as e:
                 self.stats.failures += 1
                 err = LogWriteError(e.errno, f"durable log write failed: {e.strerror or e}")
@@ -221,7 +230,7 @@ class DurableLog:
                     w.set_result(None)
 
     def _write_group(self, data: bytes) -> float:
-        """Runs in the log's own thread: one write, one fsync."""
+        """One write, one fsync: in the log's own thread, or on the loop's for a small group."""
         t0 = time.perf_counter()
         if self._fd is None:  # a failed rotation left no segment open: try again now
             self._open_segment()
@@ -248,7 +257,11 @@ class DurableLog:
         """Close the current segment and open the next; returns every closed segment
         (oldest first) -- what the flusher may now turn into Parquet."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, self._rotate)
+        self._rotating = True
+        try:
+            return await loop.run_in_executor(self._io, self._rotate)
+        finally:
+            self._rotating = False
 
     def _rotate(self) -> list[Path]:
         if self._fd is not None and self._good_size == 0:

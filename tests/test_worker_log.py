@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from clickstream_lake import codec
 from clickstream_lake.lake import LakeLayout
@@ -31,9 +32,14 @@ def _lake_ids(lake: LakeLayout, site: str) -> list[str]:
     return [v for f in files for v in pq.read_table(f, columns=[EVENT_ID_COLUMN]).column(0).to_pylist()]
 
 
-def test_group_commit_shares_fsyncs_and_keeps_every_record(tmp_path):
+# 0: every group is written by the log thread; 1 MiB: every group on the loop's thread
+BOTH_WRITE_PATHS = pytest.mark.parametrize("inline_bytes", [0, 1 << 20], ids=["thread", "inline"])
+
+
+@BOTH_WRITE_PATHS
+def test_group_commit_shares_fsyncs_and_keeps_every_record(tmp_path, inline_bytes):
     async def main():
-        log = DurableLog(tmp_path / "log")
+        log = DurableLog(tmp_path / "log", inline_bytes=inline_bytes)
         await log.start()
         await asyncio.gather(*(log.append([f"rec-{i}".encode()]) for i in range(500)))
         await log.close()
@@ -44,6 +50,36 @@ def test_group_commit_shares_fsyncs_and_keeps_every_record(tmp_path):
     assert log.stats.groups < 500, "concurrent appends should share fsyncs"
     payloads = [p for seg in list_segments(tmp_path / "log") for p in read_segment(seg)]
     assert sorted(payloads) == sorted(f"rec-{i}".encode() for i in range(500))
+
+
+def test_inline_groups_and_rotations_interleave_without_losing_or_repeating_a_record(tmp_path):
+    """Small groups go inline, big ones to the log thread, while rotations run in that thread:
+    every acknowledged record is in exactly one segment, whole."""
+
+    async def main():
+        log = DurableLog(tmp_path / "log", inline_bytes=256)
+        await log.start()
+        closed: set[Path] = set()
+
+        async def rotate_often():
+            for _ in range(40):
+                closed.update(await log.rotate())
+                await asyncio.sleep(0.002)
+
+        async def append(i: int):
+            await asyncio.sleep(0.0001 * i)
+            size = 20 if i % 3 else 400  # some groups fit inline, some do not
+            await log.append([f"rec-{i:04d}-".encode() + b"x" * size])
+
+        await asyncio.gather(rotate_often(), *(append(i) for i in range(600)))
+        await log.close()
+        return log, closed
+
+    log, closed = asyncio.run(main())
+    assert len(closed) > 5, "the test should have rotated several times"
+    payloads = [p for seg in list_segments(tmp_path / "log") for p in read_segment(seg)]
+    assert sorted(p[:8] for p in payloads) == [f"rec-{i:04d}".encode() for i in range(600)]
+    assert log.stats.records == 600
 
 
 def test_torn_tail_is_ignored(tmp_path):
@@ -57,7 +93,8 @@ def test_torn_tail_is_ignored(tmp_path):
     assert list(read_segment(seg)) == [b"one"]
 
 
-def test_disk_full_fails_the_group_and_stores_nothing_unacknowledged(tmp_path):
+@BOTH_WRITE_PATHS
+def test_disk_full_fails_the_group_and_stores_nothing_unacknowledged(tmp_path, inline_bytes):
     """A real refused write: RLIMIT_FSIZE makes write() fail with EFBIG like a full disk."""
     script = textwrap.dedent(f"""
         import asyncio, json, resource, signal, sys
@@ -66,7 +103,7 @@ def test_disk_full_fails_the_group_and_stores_nothing_unacknowledged(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
         async def main():
-            log = DurableLog({str(tmp_path / 'log')!r})
+            log = DurableLog({str(tmp_path / 'log')!r}, inline_bytes={inline_bytes})
             await log.start()
             acked, refused = [], []
             for i in range(100):
@@ -88,9 +125,10 @@ def test_disk_full_fails_the_group_and_stores_nothing_unacknowledged(tmp_path):
     assert stored_ids == result["acked"]
 
 
-def test_write_error_surfaces_as_log_write_error(tmp_path):
+@BOTH_WRITE_PATHS
+def test_write_error_surfaces_as_log_write_error(tmp_path, inline_bytes):
     async def main():
-        log = DurableLog(tmp_path / "log")
+        log = DurableLog(tmp_path / "log", inline_bytes=inline_bytes)
         await log.start()
         await log.append([b"ok"])
         import os
