@@ -163,10 +163,11 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
     if r1:
         lists = [r[1] for r in r1]
         tables.append(_packed_or_row_by_row(
-            lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists)),
+            lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists),
+                                         from_json=True),
             lambda: [record_values(r) for r in r1]))
     if dicts:
-        tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts), lambda: dicts))
+        tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts, from_json=True), lambda: dicts))
     if packed:
         tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
                                              [r[3] for r in packed], [r[4] for r in packed]))
