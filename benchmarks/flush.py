@@ -13,8 +13,8 @@ Two workloads, as in ``benchmarks/pipeline.py``:
 
 With ``--baseline REV`` the same segments are flushed by the code of git revision REV
 (exported to a temporary directory) in alternating rounds; the table shows both side by
-side and the ratio, and the published rows of both trees are compared (they must be equal,
-value for value and in order)::
+side and the ratio, and what both trees publish is compared: the rows (value for value, in
+order) and the Parquet files' bytes::
 
     python benchmarks/flush.py --baseline main [--events 10000] [--rounds 5] [--json]
 """
@@ -97,20 +97,23 @@ def write_segments(workload: str, events: int, batch: int, out: Path) -> int:
         tmp.cleanup()
 
 
-def _lake_digest(root: Path) -> str:
-    """sha256 of every published row (events, then quarantine), partition by partition."""
+def _lake_digest(root: Path) -> tuple[str, str]:
+    """sha256 of every published row (events, then quarantine), partition by partition, and
+    sha256 of the published files' bytes."""
     import pyarrow.parquet as pq
 
-    h = hashlib.sha256()
+    rows, files_h = hashlib.sha256(), hashlib.sha256()
     for kind in ("events", "quarantine"):
         for part in sorted({p.parent for p in (root / kind).rglob("*.parquet")}):
             files = sorted(part.glob("*.parquet"))
             assert len(files) == 1, files
             t = pq.read_table(files[0])
-            h.update(str(part.relative_to(root)).encode())
-            h.update(t.schema.to_string(show_schema_metadata=True).encode())
-            h.update(json.dumps(t.to_pydict(), default=str).encode())
-    return h.hexdigest()
+            rows.update(str(part.relative_to(root)).encode())
+            rows.update(t.schema.to_string(show_schema_metadata=True).encode())
+            rows.update(json.dumps(t.to_pydict(), default=str).encode())
+            files_h.update(str(part.relative_to(root)).encode())
+            files_h.update(files[0].read_bytes())
+    return rows.hexdigest(), files_h.hexdigest()
 
 
 def measure(segments: Path, repeat: int) -> dict:
@@ -122,7 +125,7 @@ def measure(segments: Path, repeat: int) -> dict:
     from ingest_worker.flusher import flush_segments
 
     segs = list_segments(segments)
-    cpu, digest, events = [], "", 0
+    cpu, digest, file_digest, events = [], "", "", 0
     for i in range(repeat + 1):  # the first one warms up (imports, caches)
         with tempfile.TemporaryDirectory(prefix="cs-flushlake-") as lake_dir:
             lake = LakeLayout.local(lake_dir)
@@ -133,8 +136,8 @@ def measure(segments: Path, repeat: int) -> dict:
             if i:
                 cpu.append((c1 - c0) / n * 1e6)
             else:
-                digest, events = _lake_digest(Path(lake.base)), res.events
-    return {"cpu_us": cpu, "events": events, "digest": digest}
+                (digest, file_digest), events = _lake_digest(Path(lake.base)), res.events
+    return {"cpu_us": cpu, "events": events, "digest": digest, "file_digest": file_digest}
 
 
 def _run_round(src: Path, segments: Path, repeat: int) -> dict:
@@ -194,12 +197,14 @@ def main() -> None:
         for name in trees:
             cpu = [c for r in runs[w][name] for c in r["cpu_us"]]
             res[name] = {"cpu_us_min": min(cpu), "cpu_us_median": statistics.median(cpu), "cpu_us": cpu,
-                         "events": runs[w][name][0]["events"], "digest": runs[w][name][0]["digest"]}
+                         "events": runs[w][name][0]["events"], "digest": runs[w][name][0]["digest"],
+                         "file_digest": runs[w][name][0]["file_digest"]}
         if len(trees) == 2:
             base, cur = (res[n] for n in trees)
             res["speedup_cpu_min"] = base["cpu_us_min"] / cur["cpu_us_min"]
             res["speedup_cpu_median"] = base["cpu_us_median"] / cur["cpu_us_median"]
             res["same_rows"] = base["digest"] == cur["digest"]
+            res["same_bytes"] = base["file_digest"] == cur["file_digest"]
         out["workloads"][w] = res
     if args.json:
         print(json.dumps(out))
@@ -214,13 +219,13 @@ def main() -> None:
         t.add_column(f"{name}\nCPU min / median", justify="right")
     if len(trees) == 2:
         t.add_column("speed-up\n(CPU min / median)", justify="right")
-        t.add_column("same rows", justify="center")
+        t.add_column("same rows /\nsame bytes", justify="center")
     for w in workloads:
         res = out["workloads"][w]
         cells = [f"{res[n]['cpu_us_min']:.1f} / {res[n]['cpu_us_median']:.1f}" for n in trees]
         if len(trees) == 2:
             cells.append(f"{res['speedup_cpu_min']:.2f}× / {res['speedup_cpu_median']:.2f}×")
-            cells.append("yes" if res["same_rows"] else "[red]NO[/red]")
+            cells.append(" / ".join("yes" if res[k] else "[red]NO[/red]" for k in ("same_rows", "same_bytes")))
         t.add_row(w, *cells)
     Console().print(t)
 
