@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream_lake import codec
@@ -172,7 +173,19 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
         tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
                                              [r[3] for r in packed], [r[4] for r in packed]))
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return table.sort_by("timestamp")  # stable: log order among equal timestamps
+    return _in_time_order(table)
+
+
+def _in_time_order(table: pa.Table) -> pa.Table:
+    """``table.sort_by("timestamp")`` (stable: log order among equal timestamps), without
+    copying every column when the rows are in order already and in one chunk (so the very
+    same table, and the very same file, as the sorted copy)."""
+    ts = table.column("timestamp")
+    if ts.num_chunks == 1 and table.num_rows > 1:
+        arr = ts.chunk(0)
+        if pc.all(pc.less_equal(arr.slice(0, len(arr) - 1), arr.slice(1))).as_py():
+            return table
+    return table.sort_by("timestamp")
 
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
