@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -380,16 +381,61 @@ _STR_TYPES = frozenset({str, type(None)})
 _NUM_TYPES = frozenset({float, int, type(None)})
 
 
-def _string_array(values: list[Any], convert: Any) -> pa.Array:
+def _string_array(values: Sequence[Any], convert: Any, *, scan: bool = True) -> pa.Array:
     """``values`` as a non-null Arrow string array: None → '', other values through
-    ``convert`` (per value, in Python) unless the column holds only strings and Nones."""
+    ``convert`` (per value, in Python) unless the column holds only strings and Nones.
+
+    ``scan=False`` (values decoded from JSON, so never bytes, which Arrow would take as
+    strings): no type scan first, Arrow converts the column and only a column it refuses
+    (a number, a lone surrogate...) takes the scanning path."""
+    if not scan:
+        try:
+            arr = pa.array(values, type=pa.string())
+        except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+            return _string_array(values, convert)
+        return arr.fill_null("") if arr.null_count else arr
     if not _STR_TYPES.issuperset(map(type, values)):
+        strings = _number_components(values) if convert is _component else None
+        if strings is not None:
+            return strings
         values = [convert(v) for v in values]
     try:
         arr = pa.array(values, type=pa.string())
     except UnicodeEncodeError:  # a lone surrogate somewhere: clean the column
         arr = pa.array([None if v is None else clean_text(v) for v in values], type=pa.string())
     return arr.fill_null("") if arr.null_count else arr
+
+
+_INT_TYPES = frozenset({int, type(None)})
+_FLOAT_TYPES = frozenset({float, type(None)})
+
+
+def _number_components(values: Sequence[Any]) -> pa.Array | None:
+    """``[_component(v) for v in values]`` in Arrow for a column of ints and Nones or of
+    floats and Nones (pixel positions, session numbers...); None for any other column, or
+    ints beyond int64.  Exactly :func:`_fmt_number`: None, NaN and infinities → '', an
+    integral float under 1e15 → its integer digits, any other float → ``repr``."""
+    import pyarrow.compute as pc
+
+    types = set(map(type, values))
+    if types <= _INT_TYPES:
+        try:
+            ints = pa.array(values, type=pa.int64())
+        except (pa.ArrowInvalid, OverflowError):
+            return None
+        return pc.cast(ints, pa.string()).fill_null("")
+    if not types <= _FLOAT_TYPES:
+        return None
+    floats = pa.array(values, type=pa.float64())
+    integral = pc.and_(pc.and_(pc.is_finite(floats), pc.less(pc.abs(floats), 1e15)),
+                       pc.equal(pc.floor(floats), floats)).fill_null(False)
+    digits = pc.cast(pc.cast(pc.if_else(integral, floats, 0.0), pa.int64()), pa.string())
+    out = pc.if_else(integral, digits, "")
+    other = pc.and_(pc.is_finite(floats), pc.invert(integral)).fill_null(False)
+    if other.true_count:
+        reprs = pa.array([repr(v) for v in pc.filter(floats, other).to_pylist()], type=pa.string())
+        out = pc.replace_with_mask(out, other, reprs)
+    return out
 
 
 def _single_blob_value(name: str) -> Any:
@@ -411,6 +457,24 @@ def _escaped(arr: pa.Array) -> pa.Array:
     if pc.any(pc.match_substring(arr, "|")).as_py():
         arr = pc.replace_substring(arr, "|", "%7C")
     return arr
+
+
+def _needs_escaping(joined: pa.Array, separators: int) -> bool:
+    """Whether some component joined into the non-null string array ``joined`` (each row
+    ``separators`` '|' between its components) holds a '%' or a '|': a '%' anywhere in the
+    values, or more '|' than ``separators`` per row.  One pass of ``bytes.count`` over the
+    values' bytes, not a compute kernel per character and row."""
+    import pyarrow.compute as pc
+
+    if joined.type != pa.string() or joined.null_count:
+        return bool(pc.any(pc.match_substring(joined, "%")).as_py()
+                    or pc.max(pc.count_substring(joined, "|")).as_py() != separators)
+    _, offsets, data = joined.buffers()
+    raw_offsets = memoryview(offsets)  # int32 offsets of a string array, native byte order
+    start, end = (int.from_bytes(raw_offsets[4 * i: 4 * i + 4], sys.byteorder, signed=True)
+                  for i in (joined.offset, joined.offset + len(joined)))
+    values = data.to_pybytes()[start:end] if data is not None else b""
+    return b"%" in values or values.count(b"|") != separators * len(joined)
 
 
 def _columns(events: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Sequence[Any]]:
@@ -436,20 +500,25 @@ _TABLE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(
     + [c for name, comps in BLOB_SPECS for c in (comps if comps is not None else (name,))]))
 
 
-def encode_table(events: Sequence[Mapping[str, Any]]) -> pa.Table:
+def encode_table(events: Sequence[Mapping[str, Any]], *, from_json: bool = False) -> pa.Table:
     """The Arrow table (:data:`ROW_SCHEMA`) of ``[encode(e) for e in events]``, in order,
     built column by column: one pass over the events per field, the escaping, joining and
     length checks in Arrow.  Rows that need a cut (a blob over 256 bytes) or carry an
     earlier cut go through :func:`encode` and are put back in place, so the result equals
-    ``rows_to_table([encode(e) for e in events])`` exactly (property-tested)."""
+    ``rows_to_table([encode(e) for e in events])`` exactly (property-tested).
+    ``from_json``: as for :func:`encode_columns`."""
     if not events:
         return ROW_SCHEMA.empty_table()
-    return encode_columns(_columns(events, _TABLE_FIELDS), len(events))
+    return encode_columns(_columns(events, _TABLE_FIELDS), len(events), from_json=from_json)
 
 
-def encode_columns(values: Mapping[str, Sequence[Any]], n: int) -> pa.Table:
+def encode_columns(values: Mapping[str, Sequence[Any]], n: int, *, from_json: bool = False) -> pa.Table:
     """:func:`encode_table` for events given as columns: ``values[name][r]`` is row ``r``'s
-    value of ``name`` (a name that is absent is None for every row)."""
+    value of ``name`` (a name that is absent is None for every row).
+
+    ``from_json=True`` promises the values were decoded from JSON (str, int, float, bool,
+    None, list, dict -- never bytes): columns then go to Arrow without a Python type scan
+    first (same table)."""
     import pyarrow.compute as pc
 
     if n == 0:
@@ -457,25 +526,28 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int) -> pa.Table:
     missing = [name for name in _TABLE_FIELDS if name not in values]
     if missing:
         values = {**values, **{name: [None] * n for name in missing}}
+    scan = not from_json
     columns: dict[str, pa.Array] = {}
-    too_long = pa.array([False] * n)
+    long_blobs: list[pa.Array] = []  # byte lengths of the blobs that have a row over the limit
 
     def over_limit(arr: pa.Array) -> None:
-        nonlocal too_long
-        too_long = pc.or_(too_long, pc.greater(pc.binary_length(arr), BLOB_MAX_BYTES))
+        lengths = pc.binary_length(arr)
+        if pc.max(lengths).as_py() > BLOB_MAX_BYTES:
+            long_blobs.append(lengths)
 
     for i, (name, comps) in enumerate(BLOB_SPECS):
         if comps is None:
-            arr = _string_array(values[name], _single_blob_value(name))
-            over_limit(arr)
+            arr = _string_array(values[name], _single_blob_value(name), scan=scan)
         else:
             if i == _META_POS:  # channel | session_number | cut ('' here: rows with a cut are redone)
-                parts = [_string_array(values[c], _component) for c in comps[:2]]
+                parts = [_string_array(values[c], _component, scan=scan) for c in comps[:2]]
                 parts.append(pa.array([""] * n, type=pa.string()))
             else:
-                parts = [_string_array(values[c], _component) for c in comps]
-            arr = pc.binary_join_element_wise(*[_escaped(p) for p in parts], "|")
-            over_limit(arr)
+                parts = [_string_array(values[c], _component, scan=scan) for c in comps]
+            arr = pc.binary_join_element_wise(*parts, "|")
+            if _needs_escaping(arr, len(parts) - 1):
+                arr = pc.binary_join_element_wise(*[_escaped(p) for p in parts], "|")
+        over_limit(arr)
         columns[f"blob{i + 1}"] = arr
     timestamps = values["timestamp"]
     if not all(type(t) is int for t in timestamps):
@@ -484,10 +556,12 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int) -> pa.Table:
     for i, name in enumerate(DOUBLE_NAMES):
         nums = values[name]
         arr = None
-        if _NUM_TYPES.issuperset(map(type, nums)):
+        if from_json or _NUM_TYPES.issuperset(map(type, nums)):
+            # JSON values Arrow takes as float64 are those float() gives the same double of
+            # (numbers, bools); a string, a list or an int beyond 2**53 raises: value by value
             try:
                 arr = pa.array(nums, type=pa.float64())
-            except (pa.ArrowInvalid, OverflowError):
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 arr = None
         if arr is None:
             arr = pa.array([_double(v) for v in nums], type=pa.float64())
@@ -506,9 +580,13 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int) -> pa.Table:
          pa.array([1] * n, type=pa.int64())],
         schema=ROW_SCHEMA,
     )
-    redo = [r for r, (long_, cut) in enumerate(zip(too_long.to_pylist(), values["cut"], strict=True)) if long_ or cut]
-    if not redo:
+    cuts = values["cut"]
+    if not long_blobs and not any(cuts):
         return table
+    too_long = pa.array([False] * n)
+    for lengths in long_blobs:
+        too_long = pc.or_(too_long, pc.greater(lengths, BLOB_MAX_BYTES))
+    redo = [r for r, (long_, cut) in enumerate(zip(too_long.to_pylist(), cuts, strict=True)) if long_ or cut]
     # rows needing cuts: the row-wise encoder, then every row back in its place
     names = list(values)
     slow = rows_to_table([encode({k: values[k][r] for k in names}) for r in redo])

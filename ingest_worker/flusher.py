@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream_lake import codec
@@ -162,15 +164,28 @@ def _events_table(records: list[list[Any]]) -> pa.Table:
     if r1:
         lists = [r[1] for r in r1]
         tables.append(_packed_or_row_by_row(
-            lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists)),
+            lambda: codec.encode_columns(dict(zip(ROW_FIELDS_V1, zip(*lists, strict=True), strict=True)), len(lists),
+                                         from_json=True),
             lambda: [record_values(r) for r in r1]))
     if dicts:
-        tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts), lambda: dicts))
+        tables.append(_packed_or_row_by_row(lambda: codec.encode_table(dicts, from_json=True), lambda: dicts))
     if packed:
         tables.append(codec.columns_to_table([r[1] for r in packed], [r[2] for r in packed],
                                              [r[3] for r in packed], [r[4] for r in packed]))
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return table.sort_by("timestamp")  # stable: log order among equal timestamps
+    return _in_time_order(table)
+
+
+def _in_time_order(table: pa.Table) -> pa.Table:
+    """``table.sort_by("timestamp")`` (stable: log order among equal timestamps), without
+    copying every column when the rows are in order already and in one chunk (so the very
+    same table, and the very same file, as the sorted copy)."""
+    ts = table.column("timestamp")
+    if ts.num_chunks == 1 and table.num_rows > 1:
+        arr = ts.chunk(0)
+        if pc.all(pc.less_equal(arr.slice(0, len(arr) - 1), arr.slice(1))).as_py():
+            return table
+    return table.sort_by("timestamp")
 
 
 def _quarantine_table(rows: list[list[Any]]) -> pa.Table:
@@ -223,27 +238,67 @@ def _day_cache() -> Callable[[int], str]:
     return day
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a flush builds its records: every decoded
+    record is a fresh container, so the collector would walk all of them again and again
+    (a third of the cost of decoding a segment), and a flush makes no reference cycles
+    worth collecting.  Turned back on only if it was on (so two overlapping flushes cannot
+    leave it off)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool) -> FlushResult:
     """Publish the records of ``segments`` to the lake (does not delete the segments)."""
+    with _gc_paused():
+        return _flush_segments(segments, lake, dedupe_against_lake=dedupe_against_lake)
+
+
+def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool) -> FlushResult:
     t0 = time.perf_counter()
     day_of_ts = _day_cache()
     res = FlushResult(segments=len(segments))
     events: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
     quarantine: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+    valid_sites: set[str] = set()  # each distinct site id is checked once per flush
+    loads, n_r1 = orjson.loads, len(ROW_FIELDS_V1)
+    last_site: Any = None
+    last_day_n: int | None = None
+    bucket: dict[str, list[Any]] = {}  # the event bucket of the previous event record
     for seg in segments:
         for payload in read_segment(seg):
             try:
-                rec = orjson.loads(payload)
+                rec = loads(payload)
                 kind = rec[0]
                 if kind in ROW_KINDS:
-                    site, ts, eid = record_key(rec)
-                    check_site_id(site)
-                    bucket = events[(site, day_of_ts(ts))]
+                    if kind == "r1":  # record_key, inlined for the usual record
+                        values = rec[1]
+                        if len(values) != n_r1:
+                            raise ValueError(f"an r1 record holds {len(values)} values, not {n_r1}")
+                        site, ts, eid = values[_R1_SITE], int(values[_R1_TS]), values[_R1_EID] or ""
+                        if type(eid) is not str:
+                            eid = str(eid)
+                    else:
+                        site, ts, eid = record_key(rec)
+                    if site not in valid_sites:
+                        valid_sites.add(check_site_id(site))
+                    day_n = ts // _DAY_MS
+                    if day_n != last_day_n or site != last_site:
+                        bucket = events[(site, day_of_ts(ts))]
+                        last_site, last_day_n = site, day_n
+                    target = bucket
                     key = eid or uuid.uuid4().hex
                 elif kind == "q":
                     site = rec[2]
-                    check_site_id(site)
-                    bucket = quarantine[(site, day_of_ts(rec[1]))]
+                    if site not in valid_sites:
+                        valid_sites.add(check_site_id(site))
+                    target = quarantine[(site, day_of_ts(rec[1]))]
                     key = rec[3]
                 else:
                     raise ValueError(f"unknown record kind {kind!r}")
@@ -251,10 +306,10 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
                 res.corrupt_records += 1
                 log.error("skipping unreadable log record in %s: %s (%r)", seg, e, payload[:300])
                 continue
-            if key in bucket:
+            if key in target:
                 res.duplicates += 1
                 continue
-            bucket[key] = rec
+            target[key] = rec
     fs = lake.fs
     for (site, day), rows_by_id in events.items():
         with partition_lock(lake, site, day):

@@ -200,3 +200,44 @@ def test_encode_columns_equals_encode_table(events):
     names = sorted({k for e in events for k in e})
     columns = {k: [e.get(k) for e in events] for k in names}
     _same_tables(codec.encode_columns(columns, len(events)), codec.encode_table(events))
+
+
+@given(st.lists(_wild_events(), min_size=0, max_size=8))
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+def test_encode_columns_from_json_equals_the_row_encoder(events):
+    """``from_json`` skips the Python type scans: the same table for anything but bytes."""
+    names = sorted({k for e in events for k in e})
+    columns = {k: [e.get(k) for e in events] for k in names}
+    want = codec.rows_to_table([codec.encode(e) for e in events])
+    _same_tables(codec.encode_columns(columns, len(events), from_json=True), want)
+    _same_tables(codec.encode_table(events, from_json=True), want)
+
+
+# number columns of one type (pixel positions, session numbers): packed in Arrow, not per value
+_edge_floats = st.sampled_from([0.0, -0.0, 1.0, -3.0, 0.5, 940.25, 1e15, -1e15, 999_999_999_999_999.0, 1e16, 1e-7,
+                                2.0**53, 1e300, math.nan, math.inf, -math.inf])
+_float_column = st.lists(st.none() | _edge_floats | st.floats(width=64), min_size=1, max_size=10)
+_int_column = st.lists(st.none() | st.integers(-(2**63), 2**63 - 1) | st.integers(-(2**70), 2**70)
+                       | st.sampled_from([0, -1, 10**15, 2**64 - 1]), min_size=1, max_size=10)
+
+
+@given(st.sampled_from(["x", "session_number", "lat", "value"]), _float_column | _int_column,
+       st.booleans())
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_number_columns_are_packed_exactly_like_the_row_encoder(name, column, from_json):
+    events = [{"timestamp": 1741612800000 + i, name: v} for i, v in enumerate(column)]
+    columns = {"timestamp": [e["timestamp"] for e in events], name: column}
+    table = codec.encode_columns(columns, len(events), from_json=from_json)
+    _same_tables(table, codec.rows_to_table([codec.encode(e) for e in events]))
+
+
+def test_number_columns_in_arrow_format_like_fmt_number():
+    blob = f"blob{codec.BLOB_INDEX['click']}"
+    xs = [940.0, -0.0, 0.5, 1e15, 999_999_999_999_999.0, math.nan, None, math.inf, 1e-7]
+    table = codec.encode_columns({"timestamp": [1] * len(xs), "x": xs}, len(xs), from_json=True)
+    assert [b.split("|")[1] for b in table.column(blob).to_pylist()] == [
+        "940", "0", "0.5", "1000000000000000.0", "999999999999999", "", "", "", "1e-07"]
+    ns = [1, None, 2**64 - 1, -5]  # beyond int64: value by value
+    table = codec.encode_columns({"timestamp": [1] * len(ns), "session_number": ns}, len(ns), from_json=True)
+    meta = f"blob{codec.BLOB_INDEX['meta']}"
+    assert [b.split("|")[1] for b in table.column(meta).to_pylist()] == ["1", "", str(2**64 - 1), "-5"]

@@ -1,0 +1,234 @@
+"""CPU the flush process spends per event: ``flush_segments`` on real log segments.
+
+The segments are written once, by the real collect ``Pipeline`` (scored events as the
+request path logs them: ``r1`` records, plus ``q`` records for the rejected events of the
+``mixed`` workload), then ``flush_segments`` publishes them into a fresh temporary local
+lake ``--repeat`` times per round; the figure is CPU µs per event
+(``time.process_time``: every thread of the process, Arrow's included), min / median.
+Two workloads, as in ``benchmarks/pipeline.py``:
+
+* ``scroll`` -- one visitor, 100 scroll events per request on one URL;
+* ``mixed``  -- 50 visitors, page views / clicks / scrolls / engagement over 300 URLs,
+  some with UTM or click ids, a few props, ~1 % invalid events (quarantine).
+
+With ``--baseline REV`` the same segments are flushed by the code of git revision REV
+(exported to a temporary directory) in alternating rounds; the table shows both side by
+side and the ratio, and what both trees publish is compared: the rows (value for value, in
+order) and the Parquet files' bytes::
+
+    python benchmarks/flush.py --baseline main [--events 10000] [--rounds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "t.bench.test"
+
+
+def _pipeline_bench():
+    spec = importlib.util.spec_from_file_location("_pipeline_bench", ROOT / "benchmarks" / "pipeline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_segments(workload: str, events: int, batch: int, out: Path) -> int:
+    """Log ``events`` scored events of ``workload`` through the real collect pipeline into
+    segments under ``out`` (fsync off); returns how many records the log holds."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from clickstream_lake.control import sites as sites_mod
+    from clickstream_lake.control.config import ConfigCache, set_config
+    from clickstream_lake.control.db import ControlDB
+    from clickstream_lake.settings import DataDir
+    from ingest_worker import pipeline as pl
+    from ingest_worker.durable_log import DurableLog
+
+    bodies_of = _pipeline_bench()._bodies
+    tmp = tempfile.TemporaryDirectory(prefix="cs-flushgen-")
+    d = DataDir.resolve(Path(tmp.name)).ensure()
+    db = ControlDB(d.control_db)
+    db.migrate()
+    sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
+    set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
+    rng = random.Random(11)
+
+    async def run() -> int:
+        from ingest_worker.metrics import WorkerMetrics
+
+        log = DurableLog(out, fsync=False)
+        log.open()
+        await log.start()
+        p = pl.Pipeline(ConfigCache(db), log, WorkerMetrics(CollectorRegistry()),
+                        scoring=pl.ScoringStage(secret=b"x" * 32))
+        for body, ip, ua in bodies_of(workload, max(1, events // batch), batch, pl.now_ms()):
+            if workload == "mixed":  # a few invalid events: quarantine records beside the rows
+                doc = json.loads(body)
+                for ev in doc["events"]:
+                    if rng.random() < 0.01:
+                        ev["type"] = "no such type"
+                body = json.dumps(doc).encode()
+            a = await p.collect(pl.IncomingRequest(host=HOST, headers={"user-agent": ua, "host": HOST}, client_ip=ip,
+                                                   received_ms=pl.now_ms(), body=body,
+                                                   content_type="application/json"))
+            assert a.status == 200, a.body
+        await log.close()
+        return log.stats.records
+
+    try:
+        return asyncio.run(run())
+    finally:
+        db.close()
+        tmp.cleanup()
+
+
+def _lake_digest(root: Path) -> tuple[str, str]:
+    """sha256 of every published row (events, then quarantine), partition by partition, and
+    sha256 of the published files' bytes."""
+    import pyarrow.parquet as pq
+
+    rows, files_h = hashlib.sha256(), hashlib.sha256()
+    for kind in ("events", "quarantine"):
+        for part in sorted({p.parent for p in (root / kind).rglob("*.parquet")}):
+            files = sorted(part.glob("*.parquet"))
+            assert len(files) == 1, files
+            t = pq.read_table(files[0])
+            rows.update(str(part.relative_to(root)).encode())
+            rows.update(t.schema.to_string(show_schema_metadata=True).encode())
+            rows.update(json.dumps(t.to_pydict(), default=str).encode())
+            files_h.update(str(part.relative_to(root)).encode())
+            files_h.update(files[0].read_bytes())
+    return rows.hexdigest(), files_h.hexdigest()
+
+
+def measure(segments: Path, repeat: int) -> dict:
+    """Flush the segments into a fresh lake ``repeat`` times, with the code importable now."""
+    import time
+
+    from clickstream_lake.lake import LakeLayout
+    from ingest_worker.durable_log import list_segments
+    from ingest_worker.flusher import flush_segments
+
+    segs = list_segments(segments)
+    cpu, digest, file_digest, events = [], "", "", 0
+    for i in range(repeat + 1):  # the first one warms up (imports, caches)
+        with tempfile.TemporaryDirectory(prefix="cs-flushlake-") as lake_dir:
+            lake = LakeLayout.local(lake_dir)
+            c0 = time.process_time()
+            res = flush_segments(segs, lake, dedupe_against_lake=False)
+            c1 = time.process_time()
+            n = res.events + res.quarantined
+            if i:
+                cpu.append((c1 - c0) / n * 1e6)
+            else:
+                (digest, file_digest), events = _lake_digest(Path(lake.base)), res.events
+    return {"cpu_us": cpu, "events": events, "digest": digest, "file_digest": file_digest}
+
+
+def _run_round(src: Path, segments: Path, repeat: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), "--segments", str(segments),
+           "--repeat", str(repeat)]
+    out = subprocess.run(cmd, env=env, cwd=src, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline", help="git revision to measure side by side (e.g. the branch point)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per tree (default 3)")
+    ap.add_argument("--repeat", type=int, default=3, help="flushes per round, after one warm-up (default 3)")
+    ap.add_argument("--events", type=int, default=10_000,
+                    help="events per flush (default 10000: 0.5 s at 20k events/s)")
+    ap.add_argument("--batch", type=int, default=100, help="events per collect request (default 100)")
+    ap.add_argument("--workload", choices=("scroll", "mixed", "both"), default="both")
+    ap.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # one measure with the code under this directory
+    ap.add_argument("--segments", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        sys.path.insert(0, args.worker)
+        print(json.dumps(measure(Path(args.segments), args.repeat)))
+        return
+
+    trees: dict[str, Path] = {"current": ROOT}
+    tmp = tempfile.TemporaryDirectory(prefix="cs-flushbench-")
+    if args.baseline:
+        base_dir = Path(tmp.name) / "baseline"
+        base_dir.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(base_dir)], input=archive, check=True)
+        trees = {f"baseline {args.baseline}": base_dir, "current": ROOT}
+    workloads = ("scroll", "mixed") if args.workload == "both" else (args.workload,)
+    runs: dict[str, dict[str, list[dict]]] = {w: {t: [] for t in trees} for w in workloads}
+    records: dict[str, int] = {}
+    try:
+        seg_dirs = {}
+        for w in workloads:
+            seg_dirs[w] = Path(tmp.name) / f"log-{w}"
+            records[w] = write_segments(w, args.events, args.batch, seg_dirs[w])
+        for _ in range(args.rounds):
+            for w in workloads:
+                for name, src in trees.items():
+                    runs[w][name].append(_run_round(src, seg_dirs[w], args.repeat))
+    finally:
+        shutil.rmtree(tmp.name, ignore_errors=True)
+
+    out: dict = {"cpus": os.cpu_count(), "events": args.events, "batch": args.batch, "rounds": args.rounds,
+                 "repeat": args.repeat, "workloads": {}}
+    for w in workloads:
+        res: dict = {"records": records[w]}
+        for name in trees:
+            cpu = [c for r in runs[w][name] for c in r["cpu_us"]]
+            res[name] = {"cpu_us_min": min(cpu), "cpu_us_median": statistics.median(cpu), "cpu_us": cpu,
+                         "events": runs[w][name][0]["events"], "digest": runs[w][name][0]["digest"],
+                         "file_digest": runs[w][name][0]["file_digest"]}
+        if len(trees) == 2:
+            base, cur = (res[n] for n in trees)
+            res["speedup_cpu_min"] = base["cpu_us_min"] / cur["cpu_us_min"]
+            res["speedup_cpu_median"] = base["cpu_us_median"] / cur["cpu_us_median"]
+            res["same_rows"] = base["digest"] == cur["digest"]
+            res["same_bytes"] = base["file_digest"] == cur["file_digest"]
+        out["workloads"][w] = res
+    if args.json:
+        print(json.dumps(out))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"flush_segments: CPU µs per event ({args.events} events per flush, {args.rounds} rounds × "
+                    f"{args.repeat} flushes, {out['cpus']} CPUs, local lake)")
+    t.add_column("workload")
+    for name in trees:
+        t.add_column(f"{name}\nCPU min / median", justify="right")
+    if len(trees) == 2:
+        t.add_column("speed-up\n(CPU min / median)", justify="right")
+        t.add_column("same rows /\nsame bytes", justify="center")
+    for w in workloads:
+        res = out["workloads"][w]
+        cells = [f"{res[n]['cpu_us_min']:.1f} / {res[n]['cpu_us_median']:.1f}" for n in trees]
+        if len(trees) == 2:
+            cells.append(f"{res['speedup_cpu_min']:.2f}× / {res['speedup_cpu_median']:.2f}×")
+            cells.append(" / ".join("yes" if res[k] else "[red]NO[/red]" for k in ("same_rows", "same_bytes")))
+        t.add_row(w, *cells)
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
