@@ -302,7 +302,9 @@ def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_la
                     key = rec[3]
                 else:
                     raise ValueError(f"unknown record kind {kind!r}")
-            except (ValueError, IndexError, TypeError, OverflowError, KeyError) as e:
+            # OSError: a timestamp beyond the platform's time_t -- skipped like any unreadable
+            # record, never an exception that would fail (and so stall) every later flush
+            except (ValueError, IndexError, TypeError, OverflowError, KeyError, OSError) as e:
                 res.corrupt_records += 1
                 log.error("skipping unreadable log record in %s: %s (%r)", seg, e, payload[:300])
                 continue

@@ -110,7 +110,7 @@ def _reference(payloads: list[bytes]) -> tuple[dict, dict, int, int]:
                 bucket, key = quarantine.setdefault((rec[2], day_of(rec[1])), {}), rec[3]
             else:
                 raise ValueError(kind)
-        except (ValueError, IndexError, TypeError, OverflowError, KeyError):
+        except (ValueError, IndexError, TypeError, OverflowError, KeyError, OSError):
             corrupt += 1
             continue
         if key in bucket:
@@ -166,3 +166,18 @@ def test_flush_publishes_what_the_log_says_record_by_record(tmp_path_factory, pa
         files = list(Path(f"{lake.quarantine_dir(site)}/dt={day}").glob("*.parquet"))
         assert len(files) == 1
         assert pq.read_table(files[0]).to_pylist() == _quarantine_table(recs).to_pylist()
+
+
+def test_a_timestamp_beyond_time_t_is_a_corrupt_record_not_a_stalled_flush(tmp_path):
+    far = _base_values(1)
+    far[ROW_FIELDS_V1.index("timestamp")] = 2**70  # orjson reads it back as 1.18e21: no such day
+    records = [json.dumps(["r1", far]).encode(), orjson.dumps(["r1", _base_values(2)]),
+               json.dumps(["q", 2**70, "site_a", "q-1", "bad_json", "", 400, None, "", "", ""]).encode()]
+    seg = tmp_path / "seg-000000000001.log"
+    seg.write_bytes(b"".join(frame(r) for r in records))
+    lake = LakeLayout.local(tmp_path / "lake")
+    res = flush_segments([seg], lake, dedupe_against_lake=False)
+    assert (res.events, res.corrupt_records) == (1, 2)
+    files = list(Path(lake.events_dir("site_a")).glob("dt=*/*.parquet"))
+    assert [r.blobs for f in files for r in codec.table_to_rows(pq.read_table(f))] == [
+        codec.encode(record_values(["r1", _base_values(2)])).blobs]
