@@ -307,15 +307,20 @@ class SessionStore:
             while len(states) > self.max_visitors:
                 states.popitem(last=False)
                 self.evictions += 1
-            # sweep a few expired states from the cold end (amortised O(1))
-            for _ in range(2):
-                if not states:
-                    break
-                cold_key, cold = next(iter(states.items()))
-                if now - cold.last_ms <= self.idle_ms:
-                    break
+            # sweep up to two expired states from the cold end (amortised O(1)); unrolled,
+            # the usual put looks at one cold state and stops
+            if not states:  # max_visitors 0
+                return
+            idle = self.idle_ms
+            cold_key, cold = next(iter(states.items()))
+            if now - cold.last_ms > idle:
                 del states[cold_key]
                 self.expirations += 1
+                if states:
+                    cold_key, cold = next(iter(states.items()))
+                    if now - cold.last_ms > idle:
+                        del states[cold_key]
+                        self.expirations += 1
 
     def discard(self, site_id: str, visitor_id: str) -> None:
         with self._lock:

@@ -4,19 +4,27 @@
   bot evidence) against ``tests/formulas_reference.py`` -- the formulas as they were, kept
   verbatim -- over arbitrary visitor states: the same 16 floats to the bit and the same
   reasons;
+* ``Scorer.process`` (the keyed-hash visitor with identity and ``score`` inlined) against
+  ``Scorer._process_general`` (``resolve_visitor`` + ``score``) over arbitrary event streams:
+  the same visitor ids, sessions, scores, identities and session stores.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import struct
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clickstream_lake.codec import SCORE_NAMES
+from clickstream_lake.control.config import SiteConfig
+from ingest_worker.events import RequestInfo, TrackedEvent
 from ingest_worker.identity import DAY_MS
-from ingest_worker.scoring import WEIGHTS
+from ingest_worker.scoring import WEIGHTS, Scorer
 from ingest_worker.scoring.formulas import TABLE_SIZE, build
-from ingest_worker.sessions import VisitorState
+from ingest_worker.sessions import SessionStore, VisitorState
 from tests import formulas_reference
 
 FAST = build(WEIGHTS)
@@ -106,3 +114,85 @@ def test_a_state_without_a_session_fails_as_before():
         except ValueError:
             continue
         raise AssertionError("a session number of 0 must not score")
+
+
+# --- Scorer.process: the keyed-hash fast path against the general path -------------------------------
+T0 = 20_600 * DAY_MS - 3_600_000  # an hour before a UTC midnight
+UAS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+       "Googlebot/2.1 (+http://www.google.com/bot.html)", "", "HeadlessChrome/120")
+CONFIGS = (
+    SiteConfig(site_id="site_a", domain="shop.test", hostnames=("t.shop.test",)),
+    SiteConfig(site_id="site_a", domain="shop.test", consent_required=True),
+    SiteConfig(site_id="site_a", models_enabled=("intent", "bot_probability")),
+    SiteConfig(site_id="site_b", models_enabled=SCORE_NAMES),
+)
+
+event_specs = st.fixed_dictionaries({
+    "dt": st.integers(0, 120_000) | st.integers(0, 3 * 3_600_000),
+    "lag": st.integers(-300_000, 0) | st.integers(-2 * DAY_MS, 0) | st.just(0),
+    "type": st.sampled_from(["page_view", "click", "scroll", "engagement", "add_to_cart", "purchase", "error"]),
+    "url": st.sampled_from(["/", "/pricing", "/product/1", "/cart", "/checkout", "/blog/x?utm_source=n&utm_campaign=c",
+                            "/p?gclid=z", "/reviews"]),
+    "ua": st.sampled_from(range(len(UAS))),
+    "ip": st.sampled_from(["10.0.0.1", "10.0.0.2"]),
+    "cookie": st.sampled_from(["", "", "v_" + "ab" * 16, "bad cookie"]),
+    "sdk": st.sampled_from(["", "", "", "user-42", "v_" + "cd" * 16]),
+    "consent": st.sampled_from([None, True, False]),
+    "site": st.sampled_from(["site_a", "site_a", "site_b", ""]),
+    "cfg": st.sampled_from(range(len(CONFIGS))),
+    "screen": st.sampled_from(["", "1920x1080"]),
+    "x": st.none() | st.floats(0, 50),
+    "scroll": st.none() | st.floats(0, 100),
+    "referrer": st.sampled_from(["", "https://www.google.com/", "https://shop.test/a"]),
+})
+
+
+def make(spec: dict, t: int, n: int) -> TrackedEvent:
+    req = RequestInfo(site_id=spec["site"], received_ms=t, user_agent=UAS[spec["ua"]], ip=spec["ip"],
+                      cookie_visitor_id=spec["cookie"])
+    url = spec["url"]
+    utm = {"utm_source": "n", "utm_campaign": "c"} if "utm_source" in url else {}
+    return TrackedEvent(type=spec["type"], ts_ms=t + spec["lag"], event_id=f"e{n}", url=url, referrer=spec["referrer"],
+                        sdk_visitor_id=spec["sdk"], consent=spec["consent"], screen=spec["screen"], x=spec["x"],
+                        y=spec["x"], scroll_depth=spec["scroll"], value=10.0 if spec["type"] == "purchase" else None,
+                        gclid="z" if "gclid" in url else "", request=req, **utm)
+
+
+def store_snapshot(store: SessionStore) -> list:
+    return [(k, v.as_dict()) for k, v in store._states.items()] + [store.evictions, store.expirations]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_specs, min_size=1, max_size=40), st.sampled_from([3, 200_000]), st.sampled_from([DAY_MS, 3_600_000]))
+def test_scorer_fast_path_equals_the_general_path(specs, max_visitors, idle_ms):
+    fast = Scorer(secret=b"s", store=SessionStore(max_visitors=max_visitors, idle_ms=idle_ms))
+    ref = Scorer(secret=b"s", store=SessionStore(max_visitors=max_visitors, idle_ms=idle_ms))
+    t = T0
+    for n, spec in enumerate(specs):
+        t += spec["dt"]
+        a, b = make(spec, t, n), make(spec, t, n)
+        cfg = CONFIGS[spec["cfg"]]
+        sa = fast.process(a, cfg)
+        sb = ref._process_general(b, cfg)
+        same_scores(sa, sb)
+        assert fast.last_identity == ref.last_identity
+        assert dataclasses.asdict(a) == dataclasses.asdict(b) or _same_with_nan(a, b)
+        assert store_snapshot(fast.store) == store_snapshot(ref.store) or _same_snapshot_with_nan(fast.store, ref.store)
+
+
+def _same_with_nan(a: TrackedEvent, b: TrackedEvent) -> bool:
+    return repr(dataclasses.asdict(a)) == repr(dataclasses.asdict(b))
+
+
+def _same_snapshot_with_nan(a: SessionStore, b: SessionStore) -> bool:
+    return repr(store_snapshot(a)) == repr(store_snapshot(b))
+
+
+def test_scorer_fast_path_is_taken_for_cookieless_events():
+    scorer = Scorer(secret=b"s")
+    calls = []
+    scorer._process_general = lambda *a: calls.append(a)  # type: ignore[method-assign]
+    e = make({"site": "site_a", "ua": 0, "ip": "10.0.0.1", "cookie": "", "sdk": "", "consent": None, "type": "scroll",
+              "url": "/", "referrer": "", "screen": "", "x": None, "scroll": 10.0, "lag": 0}, T0, 0)
+    assert set(scorer.process(e, CONFIGS[0])) == set(SCORE_NAMES)
+    assert not calls and e.visitor_id.startswith("v_") and not math.isnan(e.scores["intent"])

@@ -29,9 +29,11 @@ from typing import Any
 from clickstream_lake.codec import SCORE_NAMES
 from clickstream_lake.control.config import SiteConfig
 from ingest_worker import device
-from ingest_worker.events import TrackedEvent
-from ingest_worker.identity import Identity, resolve_visitor
+from ingest_worker.device import parse_device
+from ingest_worker.events import RequestInfo, TrackedEvent
+from ingest_worker.identity import DAY_MS, Identity, _hash_identity, keyed_hash, resolve_visitor
 from ingest_worker.scoring import bot as bot_mod
+from ingest_worker.scoring.bot import ua_flags
 from ingest_worker.scoring.features import observe
 from ingest_worker.scoring.formulas import build
 from ingest_worker.sessions import SessionStore, VisitorState
@@ -169,6 +171,55 @@ class Scorer:
     def process(self, event: TrackedEvent, config: SiteConfig) -> dict[str, float]:
         """Resolve the visitor, update its session and return the enabled scores; the
         event is filled in (visitor_id, session_id, scores, ...) for the row."""
+        req = event.request
+        if req is not None and req.site_id and not (
+            (req.cookie_visitor_id or event.sdk_visitor_id)
+            and (not config.consent_required or event.consent is True)
+        ):
+            return self._process_hashed(event, config, req)
+        return self._process_general(event, config)
+
+    def _process_hashed(self, event: TrackedEvent, config: SiteConfig, req: RequestInfo) -> dict[str, float]:
+        """:meth:`_process_general` for the common event whose visitor is the keyed hash
+        (no usable cookie or SDK id, or no consent to read them), with ``resolve_visitor``'s
+        hash branch and :func:`score` inlined: the same store calls in the same order, the
+        same results (tests/test_scoring_fast.py compares both paths)."""
+        site = req.site_id
+        now = req.received_ms
+        ua = req.user_agent
+        ip = req.ip
+        secret = self.secret
+        store = self.store
+        with self._lock:
+            day = now // DAY_MS
+            vid = keyed_hash(site, ua, ip, secret, day)
+            if not store.has(site, vid, now):
+                yesterday = keyed_hash(site, ua, ip, secret, day - 1)
+                if store.has(site, yesterday, now):
+                    vid = yesterday
+            self.last_identity = _hash_identity(vid, not config.consent_required or event.consent is True)
+            event.visitor_id = vid
+            ts = event.ts_ms
+            state = store.get(site, vid, ts)
+            if state is None:
+                state = VisitorState(vid, site)
+            # score(event, state, models_enabled=config.models_enabled, own_hosts=...), inlined
+            event.device_type, event.browser, event.os = parse_device(ua)
+            observe(state, event, self.own_hosts(config))
+            t = ts if ts > state.last_ms else state.last_ms
+            scores, reasons = _compute(state, ua_flags(ua), t)
+            models_enabled = config.models_enabled
+            if models_enabled is not SCORE_NAMES:
+                enabled = _enabled(models_enabled)
+                if enabled is not None:
+                    scores = {k: v for k, v in scores.items() if k in enabled}
+            event.scores = scores
+            event.bot_reasons = reasons
+            event.model_version = MODEL_VERSION
+            store.put(state, ts)
+            return scores
+
+    def _process_general(self, event: TrackedEvent, config: SiteConfig) -> dict[str, float]:
         with self._lock:
             ident = self.identify(event, config)
             self.last_identity = ident
