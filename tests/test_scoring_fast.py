@@ -4,9 +4,10 @@
   bot evidence) against ``tests/formulas_reference.py`` -- the formulas as they were, kept
   verbatim -- over arbitrary visitor states: the same 16 floats to the bit and the same
   reasons;
-* ``Scorer.process`` (the keyed-hash visitor with identity and ``score`` inlined) against
-  ``Scorer._process_general`` (``resolve_visitor`` + ``score``) over arbitrary event streams:
-  the same visitor ids, sessions, scores, identities and session stores.
+* ``Scorer.process`` (identity -- cookie, SDK id or keyed hash -- and ``score`` inlined, the
+  store's lock taken once) against ``Scorer._process_general`` (``resolve_visitor`` +
+  ``score``) over arbitrary event streams: the same visitor ids, sessions, scores,
+  identities and session stores.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ CONFIGS = (
 
 event_specs = st.fixed_dictionaries({
     "dt": st.integers(0, 120_000) | st.integers(0, 3 * 3_600_000),
-    "lag": st.integers(-300_000, 0) | st.integers(-2 * DAY_MS, 0) | st.just(0),
+    "lag": st.integers(-300_000, 0) | st.integers(-2 * DAY_MS, 0) | st.just(0)
+    | st.sampled_from([-3_600_001, -3_599_999, -DAY_MS - 1, -DAY_MS + 1]),
     "type": st.sampled_from(["page_view", "click", "scroll", "engagement", "add_to_cart", "purchase", "error"]),
     "url": st.sampled_from(["/", "/pricing", "/product/1", "/cart", "/checkout", "/blog/x?utm_source=n&utm_campaign=c",
                             "/p?gclid=z", "/reviews"]),
@@ -162,7 +164,7 @@ def store_snapshot(store: SessionStore) -> list:
     return [(k, v.as_dict()) for k, v in store._states.items()] + [store.evictions, store.expirations]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event_specs, min_size=1, max_size=40), st.sampled_from([3, 200_000]), st.sampled_from([DAY_MS, 3_600_000]))
 def test_scorer_fast_path_equals_the_general_path(specs, max_visitors, idle_ms):
     fast = Scorer(secret=b"s", store=SessionStore(max_visitors=max_visitors, idle_ms=idle_ms))
@@ -188,11 +190,17 @@ def _same_snapshot_with_nan(a: SessionStore, b: SessionStore) -> bool:
     return repr(store_snapshot(a)) == repr(store_snapshot(b))
 
 
-def test_scorer_fast_path_is_taken_for_cookieless_events():
+def test_scorer_fast_path_is_taken_for_request_events():
     scorer = Scorer(secret=b"s")
     calls = []
     scorer._process_general = lambda *a: calls.append(a)  # type: ignore[method-assign]
-    e = make({"site": "site_a", "ua": 0, "ip": "10.0.0.1", "cookie": "", "sdk": "", "consent": None, "type": "scroll",
-              "url": "/", "referrer": "", "screen": "", "x": None, "scroll": 10.0, "lag": 0}, T0, 0)
-    assert set(scorer.process(e, CONFIGS[0])) == set(SCORE_NAMES)
-    assert not calls and e.visitor_id.startswith("v_") and not math.isnan(e.scores["intent"])
+    spec = {"site": "site_a", "ua": 0, "ip": "10.0.0.1", "cookie": "", "sdk": "", "consent": None, "type": "scroll",
+            "url": "/", "referrer": "", "screen": "", "x": None, "scroll": 10.0, "lag": 0}
+    for extra, method in (({}, "hash"), ({"cookie": "v_" + "ab" * 16}, "cookie"), ({"sdk": "user-1"}, "sdk")):
+        e = make({**spec, **extra}, T0, 0)
+        assert set(scorer.process(e, CONFIGS[0])) == set(SCORE_NAMES)
+        assert not calls and e.visitor_id.startswith("v_") and not math.isnan(e.scores["intent"])
+        assert scorer.last_identity is not None and scorer.last_identity.method == method
+    e = make({**spec, "site": ""}, T0, 1)  # no site id on the request: the general path
+    scorer.process(e, CONFIGS[0])
+    assert len(calls) == 1

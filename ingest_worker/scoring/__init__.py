@@ -31,7 +31,17 @@ from clickstream_lake.control.config import SiteConfig
 from ingest_worker import device
 from ingest_worker.device import parse_device
 from ingest_worker.events import RequestInfo, TrackedEvent
-from ingest_worker.identity import DAY_MS, Identity, _hash_identity, keyed_hash, resolve_visitor
+from ingest_worker.identity import (
+    DAY_MS,
+    VISITOR_ID,
+    Identity,
+    _cookie_identity,
+    _hash_identity,
+    _sdk_identity,
+    keyed_hash,
+    resolve_visitor,
+    sdk_visitor_id,
+)
 from ingest_worker.scoring import bot as bot_mod
 from ingest_worker.scoring.bot import ua_flags
 from ingest_worker.scoring.features import observe
@@ -170,53 +180,66 @@ class Scorer:
 
     def process(self, event: TrackedEvent, config: SiteConfig) -> dict[str, float]:
         """Resolve the visitor, update its session and return the enabled scores; the
-        event is filled in (visitor_id, session_id, scores, ...) for the row."""
+        event is filled in (visitor_id, session_id, scores, ...) for the row.
+
+        An event of a request with a site id (every event the worker sees) takes
+        :meth:`_process_request_event`; the rest the reference :meth:`_process_general`."""
         req = event.request
-        if req is not None and req.site_id and not (
-            (req.cookie_visitor_id or event.sdk_visitor_id)
-            and (not config.consent_required or event.consent is True)
-        ):
-            return self._process_hashed(event, config, req)
+        if req is not None and req.site_id:
+            return self._process_request_event(event, config, req)
         return self._process_general(event, config)
 
-    def _process_hashed(self, event: TrackedEvent, config: SiteConfig, req: RequestInfo) -> dict[str, float]:
-        """:meth:`_process_general` for the common event whose visitor is the keyed hash
-        (no usable cookie or SDK id, or no consent to read them), with ``resolve_visitor``'s
-        hash branch and :func:`score` inlined: the same store calls in the same order, the
-        same results (tests/test_scoring_fast.py compares both paths)."""
+    def _process_request_event(self, event: TrackedEvent, config: SiteConfig, req: RequestInfo) -> dict[str, float]:
+        """:meth:`_process_general` with ``resolve_visitor`` and :func:`score` inlined and the
+        store's lock taken once around get → score → put: the same store operations in the
+        same order, the same results (tests/test_scoring_fast.py compares both paths)."""
         site = req.site_id
         now = req.received_ms
         ua = req.user_agent
-        ip = req.ip
-        secret = self.secret
         store = self.store
         with self._lock:
-            day = now // DAY_MS
-            vid = keyed_hash(site, ua, ip, secret, day)
-            if not store.has(site, vid, now):
-                yesterday = keyed_hash(site, ua, ip, secret, day - 1)
-                if store.has(site, yesterday, now):
-                    vid = yesterday
-            self.last_identity = _hash_identity(vid, not config.consent_required or event.consent is True)
-            event.visitor_id = vid
+            # -- identity: resolve_visitor(event, config, secret, now, known=store.has), inlined
+            allowed = not config.consent_required or event.consent is True
+            ident = None
+            if allowed:
+                cookie = req.cookie_visitor_id
+                if cookie and VISITOR_ID.fullmatch(cookie):
+                    ident = _cookie_identity(cookie)
+                elif event.sdk_visitor_id:
+                    vid = sdk_visitor_id(site, event.sdk_visitor_id, self.secret)
+                    if vid:
+                        ident = _sdk_identity(vid)
+            if ident is None:
+                ip = req.ip
+                secret = self.secret
+                day = now // DAY_MS
+                vid = keyed_hash(site, ua, ip, secret, day)
+                if not store.has(site, vid, now):
+                    yesterday = keyed_hash(site, ua, ip, secret, day - 1)
+                    if store.has(site, yesterday, now):
+                        vid = yesterday
+                ident = _hash_identity(vid, allowed)
+            self.last_identity = ident
+            vid = event.visitor_id = ident.visitor_id
             ts = event.ts_ms
-            state = store.get(site, vid, ts)
-            if state is None:
-                state = VisitorState(vid, site)
-            # score(event, state, models_enabled=config.models_enabled, own_hosts=...), inlined
-            event.device_type, event.browser, event.os = parse_device(ua)
-            observe(state, event, self.own_hosts(config))
-            t = ts if ts > state.last_ms else state.last_ms
-            scores, reasons = _compute(state, ua_flags(ua), t)
-            models_enabled = config.models_enabled
-            if models_enabled is not SCORE_NAMES:
-                enabled = _enabled(models_enabled)
-                if enabled is not None:
-                    scores = {k: v for k, v in scores.items() if k in enabled}
-            event.scores = scores
-            event.bot_reasons = reasons
-            event.model_version = MODEL_VERSION
-            store.put(state, ts)
+            with store.lock:
+                state = store.get_locked((site, vid), ts)
+                if state is None:
+                    state = VisitorState(vid, site)
+                # -- score(event, state, models_enabled=config.models_enabled, own_hosts=...), inlined
+                event.device_type, event.browser, event.os = parse_device(ua)
+                observe(state, event, self.own_hosts(config))
+                t = ts if ts > state.last_ms else state.last_ms
+                scores, reasons = _compute(state, ua_flags(ua), t)
+                models_enabled = config.models_enabled
+                if models_enabled is not SCORE_NAMES:
+                    enabled = _enabled(models_enabled)
+                    if enabled is not None:
+                        scores = {k: v for k, v in scores.items() if k in enabled}
+                event.scores = scores
+                event.bot_reasons = reasons
+                event.model_version = MODEL_VERSION
+                store.put_locked(state, ts)
             return scores
 
     def _process_general(self, event: TrackedEvent, config: SiteConfig) -> dict[str, float]:
