@@ -513,6 +513,21 @@ _POSITIONAL = (
 assert tuple(f.name for f in fields(TrackedEvent))[: len(_POSITIONAL)] == _POSITIONAL, "TrackedEvent fields moved"
 
 
+_SIZES_SEEN: dict[str, bool] = {}  # screen / viewport strings already matched (True: a size)
+SIZES_SEEN_MAX = 4096
+
+
+def _is_size(value: str) -> bool:
+    """``_SIZE.fullmatch(value)``, remembered for strings short enough to be a size (real
+    traffic has few distinct screen sizes)."""
+    ok = _SIZE.fullmatch(value) is not None
+    if len(value) <= 13:  # "999999x999999": anything longer is never a size
+        if len(_SIZES_SEEN) >= SIZES_SEEN_MAX:
+            _SIZES_SEEN.clear()
+        _SIZES_SEEN[value] = ok
+    return ok
+
+
 def _url_pieces(raw: str) -> tuple[str, ...] | Rejection:
     """``(path + query, utm_source, ..., msclkid)`` of a URL, as :func:`_url` finds them."""
     if not raw:
@@ -658,9 +673,9 @@ def _parse_well_formed(
     consent = get("consent")
     if consent is not None and type(consent) is not bool:
         return None
-    if screen and not _SIZE.fullmatch(screen):
+    if screen and not (_SIZES_SEEN.get(screen) or _is_size(screen)):
         return None
-    if viewport and not _SIZE.fullmatch(viewport):
+    if viewport and not (_SIZES_SEEN.get(viewport) or _is_size(viewport)):
         return None
     if sd is not None and not 0 <= sd <= 100:
         return None
