@@ -336,13 +336,13 @@ def parse_event(
 ) -> TrackedEvent | Rejection:
     """Validate one raw event object (tracking contract) into a :class:`TrackedEvent`.
 
-    The common well-formed event takes :func:`_parse_well_formed` (one pass, no
+    The common well-formed event takes :func:`parse_well_formed` (one pass, no
     per-field helpers); anything it is not sure of -- every event that will be
     rejected, and the rare odd but valid one -- goes through :func:`parse_event_checked`,
     which names the first offending field.  Both give equal events for what the fast
     path accepts (tests/test_normalize_fast.py checks it on arbitrary input)."""
     if type(obj) is dict:
-        event = _parse_well_formed(obj, req, max_field_bytes, max_skew_ms, max_lateness_ms)
+        event = parse_well_formed(obj, req, max_field_bytes, max_skew_ms, max_lateness_ms)
         if event is not None:
             return event
     return parse_event_checked(obj, req, max_field_bytes=max_field_bytes, max_skew_ms=max_skew_ms,
@@ -564,7 +564,7 @@ def url_pieces(raw: str) -> tuple[str, ...] | Rejection:
     return _url_pieces_cached(raw)
 
 
-def _parse_well_formed(
+def parse_well_formed(
     obj: dict[str, Any], req: RequestInfo, max_bytes: int, max_skew_ms: int, max_lateness_ms: int
 ) -> TrackedEvent | None:
     """The event when ``obj`` is plainly valid, else None (then the checked path decides).

@@ -177,10 +177,15 @@ class Pipeline:
         reserved: list[tuple[str, str]] = []
         duplicates = 0
         cookie_ok = False
-        parse_event, reserve, scoring, site_id = normalize.parse_event, self.dedupe.reserve, self.scoring, site.site_id
+        reserve, scoring, site_id = self.dedupe.reserve, self.scoring, site.site_id
         Rejection = normalize.Rejection
+        # normalize.parse_event, unrolled: the well-formed fast path, else the checked path
+        well_formed, checked = normalize.parse_well_formed, normalize.parse_event_checked
+        max_field, max_skew, max_late = normalize.MAX_FIELD_BYTES, normalize.MAX_SKEW_MS, normalize.MAX_LATENESS_MS
         for index, obj in enumerate(parsed):
-            event = parse_event(obj, info)
+            event = well_formed(obj, info, max_field, max_skew, max_late) if type(obj) is dict else None
+            if event is None:
+                event = checked(obj, info)
             if type(event) is Rejection:
                 rejected.append({"index": index, "error": event.reason})
                 # the raw body when it held just this event, else the event as JSON

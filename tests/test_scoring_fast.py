@@ -204,3 +204,20 @@ def test_scorer_fast_path_is_taken_for_request_events():
     e = make({**spec, "site": ""}, T0, 1)  # no site id on the request: the general path
     scorer.process(e, CONFIGS[0])
     assert len(calls) == 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_specs, min_size=1, max_size=30))
+def test_observe_opens_a_session_exactly_when_needs_new_session_says(specs):
+    """observe() inlines the session rules of VisitorState.needs_new_session."""
+    from ingest_worker.scoring.features import observe
+
+    state = VisitorState("v_x", "site_a")
+    t = T0
+    for n, spec in enumerate(specs):
+        t += spec["dt"]
+        e = make(spec, t, n)
+        expected = state.needs_new_session(e)
+        before = state.session_number
+        observe(state, e)
+        assert (state.session_number == before + 1) is expected

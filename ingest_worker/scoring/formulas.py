@@ -159,36 +159,36 @@ def build(W: dict[str, Any]) -> Compute:
         purchase_timing = stage * urgency
         # bot probability
         z = b_bias
-        reasons: list[str] = []
+        reasons: tuple[str, ...] = ()  # grown only when there is evidence (rare)
         if ua:
             if ua & CRAWLER:
                 z += b_crawler
-                reasons.append("crawler_ua")
+                reasons += ("crawler_ua",)
             if ua & AUTOMATION:
                 z += b_auto
-                reasons.append("automation_ua")
+                reasons += ("automation_ua",)
             if ua & EMPTY:
                 z += b_empty
-                reasons.append("empty_ua")
+                reasons += ("empty_ua",)
         flags = s.flags
         if flags:
             if flags & FLAG_WEBDRIVER:
                 z += b_webdriver
-                reasons.append("webdriver")
+                reasons += ("webdriver",)
             if flags & FLAG_NO_SCREEN:
                 z += b_noscreen
-                reasons.append("no_screen")
+                reasons += ("no_screen",)
         n = s.gap_n
         if n >= b_min_gaps and s.gap_mean > 0:
             cv = sqrt(s.gap_m2 / (n - 1)) / s.gap_mean
             if cv < b_cv:
                 z += b_regular * (1.0 - cv / b_cv)
-                reasons.append("regular_timing")
+                reasons += ("regular_timing",)
         if n >= 3 and s.fast_gaps:
             share = s.fast_gaps / n
             z += b_fast * share
             if share >= 0.5:
-                reasons.append("fast_timing")
+                reasons += ("fast_timing",)
         if z == b_bias:  # no bot evidence (the usual event)
             bot = bot_bias
         else:
@@ -261,7 +261,7 @@ def build(W: dict[str, Any]) -> Compute:
         attribution = ca_evidence[s.channel_evidence] * ((1.0 - ca_progress) + ca_progress * intent)
 
         if bot < b_reason and reasons:
-            reasons = [r for r in reasons if r in UA_SOLID]
+            reasons = tuple(r for r in reasons if r in UA_SOLID)
         return {
             "intent": 100.0 * intent,
             "engagement": 100.0 * engagement,
@@ -279,6 +279,6 @@ def build(W: dict[str, Any]) -> Compute:
             "social_proof": 100.0 * social,
             "bot_probability": 100.0 * bot,
             "channel_attribution": 100.0 * attribution,
-        }, tuple(reasons)
+        }, reasons
 
     return compute
