@@ -122,6 +122,7 @@ def build(W: dict[str, Any]) -> Compute:
     CRAWLER, AUTOMATION, EMPTY = bot_mod.CRAWLER, bot_mod.AUTOMATION, bot_mod.EMPTY
     SOCIAL_CHANNELS = frozenset(("Organic Social", "Paid Social"))
     UA_SOLID = ("crawler_ua", "automation_ua", "webdriver")
+    solid_reasons: dict[tuple[str, ...], tuple[str, ...]] = {}  # reasons -> its UA_SOLID ones
 
     def compute(s: VisitorState, ua: int, now_ms: int) -> tuple[dict[str, float], tuple[str, ...]]:
         pv = s.pageviews
@@ -261,7 +262,10 @@ def build(W: dict[str, Any]) -> Compute:
         attribution = ca_evidence[s.channel_evidence] * ((1.0 - ca_progress) + ca_progress * intent)
 
         if bot < b_reason and reasons:
-            reasons = tuple(r for r in reasons if r in UA_SOLID)
+            solid = solid_reasons.get(reasons)
+            if solid is None:  # at most 2^7 keys: reasons is a subsequence of 7 names in a fixed order
+                solid = solid_reasons[reasons] = tuple([r for r in reasons if r in UA_SOLID])
+            reasons = solid
         return {
             "intent": 100.0 * intent,
             "engagement": 100.0 * engagement,
