@@ -221,3 +221,23 @@ def test_observe_opens_a_session_exactly_when_needs_new_session_says(specs):
         before = state.session_number
         observe(state, e)
         assert (state.session_number == before + 1) is expected
+
+
+def test_a_failing_event_releases_both_locks(monkeypatch):
+    import ingest_worker.scoring as scoring_mod
+
+    scorer = Scorer(secret=b"s")
+
+    def boom(*a):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(scoring_mod, "_compute", boom)
+    e = make({"site": "site_a", "ua": 0, "ip": "10.0.0.1", "cookie": "", "sdk": "", "consent": None, "type": "scroll",
+              "url": "/", "referrer": "", "screen": "", "x": None, "scroll": 10.0, "lag": 0}, T0, 0)
+    try:
+        scorer.process(e, CONFIGS[0])
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure must reach the caller")
+    assert not scorer._lock.locked() and not scorer.store.lock.locked()
