@@ -202,6 +202,7 @@ def _reference_collect(monkeypatch) -> None:
     monkeypatch.setattr(identity, "sdk_visitor_id", identity._sdk_visitor_id)
     monkeypatch.setattr(normalize, "parse_well_formed", lambda *a: None)  # the pipeline's unrolled parse_event
     monkeypatch.setattr(Scorer, "process", Scorer._process_general)  # resolve_visitor + score()
+    monkeypatch.setattr(Scorer, "_process_request_event", lambda self, ev, cfg, req: Scorer._process_general(self, ev, cfg))
     monkeypatch.setattr(scoring_mod, "_compute", formulas_reference.build(scoring_mod.WEIGHTS))  # no tables
 
 
@@ -271,6 +272,11 @@ def test_reference_monkeypatch_really_uses_the_slow_paths(monkeypatch):
     assert normalize.parse_event is normalize.parse_event_checked
     assert normalize.parse_well_formed({"type": "click"}, normalize.request_info("s", {}, "", NOW)) is None
     assert Scorer.process is Scorer._process_general
+    stage = pl.ScoringStage(secret=b"k")
+    calls = []
+    monkeypatch.setattr(Scorer, "_process_general", lambda self, ev, cfg: calls.append(ev) or {})
+    stage(_scored_events(1, 1)[0], SiteConfig(site_id="site_a"))
+    assert len(calls) == 1  # the stage's dispatch reaches the reference path too
     assert scoring_mod._compute.__module__ == formulas_reference.__name__
     assert pl.row_record(_scored_events(5, 1)[0]).startswith(b'["v"')
     assert uuid.UUID(normalize.parse_event({"type": "click"}, normalize.request_info("s", {}, "", NOW)).event_id)
