@@ -241,3 +241,20 @@ def test_a_failing_event_releases_both_locks(monkeypatch):
     else:
         raise AssertionError("the failure must reach the caller")
     assert not scorer._lock.locked() and not scorer.store.lock.locked()
+
+
+def test_request_memo_follows_the_receive_time_across_midnight():
+    """Two requests of the same site, UA and IP (the very same strings) either side of a UTC
+    midnight, the first visitor state expired in between: the second gets today's keyed hash,
+    as resolve_visitor gives it, not the memo of the first request's day."""
+    spec = {"site": "site_a", "ua": 0, "ip": "10.0.0.1", "cookie": "", "sdk": "", "consent": None, "type": "page_view",
+            "url": "/", "referrer": "", "screen": "", "x": None, "scroll": None, "lag": 0}
+    fast = Scorer(secret=b"s", store=SessionStore(idle_ms=3_600_000))
+    ref = Scorer(secret=b"s", store=SessionStore(idle_ms=3_600_000))
+    ids = []
+    for n, t in enumerate((T0, T0, T0 + 2 * 3_600_000, T0 + 2 * 3_600_000)):  # T0 is an hour before midnight
+        a, b = make(spec, t, n), make(spec, t, n)
+        same_scores(fast.process(a, CONFIGS[0]), ref._process_general(b, CONFIGS[0]))
+        assert a.visitor_id == b.visitor_id and a.session_id == b.session_id
+        ids.append(a.visitor_id)
+    assert ids[0] == ids[1] != ids[2] == ids[3]  # a new visitor id on the new day

@@ -156,6 +156,8 @@ class Scorer:
         self._hosts: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
         self._last_hosts: tuple[SiteConfig | None, frozenset[str]] = (None, frozenset())
         self.last_identity: Identity | None = None
+        # (site, UA, IP, receive ms) of the last request's events -> (today's keyed hash, device, UA flags)
+        self._request_memo: tuple[Any, ...] = (None, None, None, None, "", ("", "", ""), 0)
         device.warm_up()
         bot_mod.warm_up()
 
@@ -212,13 +214,21 @@ class Scorer:
                     vid = sdk_visitor_id(site, event.sdk_visitor_id, self.secret)
                     if vid:
                         ident = _sdk_identity(vid)
+            # what depends only on the request (site, UA, IP, receive time) is worked out once per
+            # request: its events share these very objects (pure functions of them, so equal)
+            ip = req.ip
+            memo = self._request_memo
+            if memo[0] is site and memo[1] is ua and memo[2] is ip and memo[3] == now:
+                today, device, flags = memo[4], memo[5], memo[6]
+            else:
+                today = keyed_hash(site, ua, ip, self.secret, now // DAY_MS)
+                device = parse_device(ua)
+                flags = ua_flags(ua)
+                self._request_memo = (site, ua, ip, now, today, device, flags)
             if ident is None:
-                ip = req.ip
-                secret = self.secret
-                day = now // DAY_MS
-                vid = keyed_hash(site, ua, ip, secret, day)
+                vid = today
                 if not store.has(site, vid, now):
-                    yesterday = keyed_hash(site, ua, ip, secret, day - 1)
+                    yesterday = keyed_hash(site, ua, ip, self.secret, now // DAY_MS - 1)
                     if store.has(site, yesterday, now):
                         vid = yesterday
                 last = self.last_identity  # the previous event's: usually the same visitor
@@ -237,10 +247,10 @@ class Scorer:
                 if state is None:
                     state = VisitorState(vid, site)
                 # -- score(event, state, models_enabled=config.models_enabled, own_hosts=...), inlined
-                event.device_type, event.browser, event.os = parse_device(ua)
+                event.device_type, event.browser, event.os = device
                 observe(state, event, self.own_hosts(config))
                 t = ts if ts > state.last_ms else state.last_ms
-                scores, reasons = _compute(state, ua_flags(ua), t)
+                scores, reasons = _compute(state, flags, t)
                 models_enabled = config.models_enabled
                 if models_enabled is not SCORE_NAMES:
                     enabled = _enabled(models_enabled)
