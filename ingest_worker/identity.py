@@ -92,7 +92,14 @@ def keyed_hash(site_id: str, user_agent: str, ip: str, secret: bytes, day: int) 
 
 
 def sdk_visitor_id(site_id: str, raw: str, secret: bytes) -> str:
-    """The visitor id for an SDK-supplied id ('' when unusable)."""
+    """The visitor id for an SDK-supplied id ('' when unusable); a pure function of its
+    arguments, remembered in a bounded LRU (a visitor's events all carry the same id)."""
+    if len(raw) > SDK_CACHE_MAX_CHARS:
+        return _sdk_visitor_id(site_id, raw, secret)
+    return _sdk_visitor_id_cached(site_id, raw, secret)
+
+
+def _sdk_visitor_id(site_id: str, raw: str, secret: bytes) -> str:
     raw = raw.strip()
     if not raw or len(raw) > MAX_SDK_ID:
         return ""
@@ -100,6 +107,10 @@ def sdk_visitor_id(site_id: str, raw: str, secret: bytes) -> str:
         return raw
     msg = f"sdk\x00{site_id}\x00{raw}".encode("utf-8", "surrogatepass")
     return "v_" + _id(hmac.new(secret, msg, hashlib.sha256).digest())
+
+
+SDK_CACHE_MAX_CHARS = 256  # longer raw ids (unusable once stripped past 128) are not remembered
+_sdk_visitor_id_cached = functools.lru_cache(maxsize=HASH_CACHE_SIZE)(_sdk_visitor_id)
 
 
 def resolve_visitor(
@@ -132,6 +143,18 @@ def resolve_visitor(
         if known(yesterday):
             return _hash_identity(yesterday, allowed)
     return _hash_identity(today, allowed)
+
+
+@functools.lru_cache(maxsize=HASH_CACHE_SIZE)
+def _cookie_identity(visitor_id: str) -> Identity:
+    """Identity(visitor_id, True, "cookie"), shared (frozen)."""
+    return Identity(visitor_id, True, "cookie")
+
+
+@functools.lru_cache(maxsize=HASH_CACHE_SIZE)
+def _sdk_identity(visitor_id: str) -> Identity:
+    """Identity(visitor_id, True, "sdk"), shared (frozen)."""
+    return Identity(visitor_id, True, "sdk")
 
 
 @functools.lru_cache(maxsize=HASH_CACHE_SIZE)

@@ -336,13 +336,13 @@ def parse_event(
 ) -> TrackedEvent | Rejection:
     """Validate one raw event object (tracking contract) into a :class:`TrackedEvent`.
 
-    The common well-formed event takes :func:`_parse_well_formed` (one pass, no
+    The common well-formed event takes :func:`parse_well_formed` (one pass, no
     per-field helpers); anything it is not sure of -- every event that will be
     rejected, and the rare odd but valid one -- goes through :func:`parse_event_checked`,
     which names the first offending field.  Both give equal events for what the fast
     path accepts (tests/test_normalize_fast.py checks it on arbitrary input)."""
     if type(obj) is dict:
-        event = _parse_well_formed(obj, req, max_field_bytes, max_skew_ms, max_lateness_ms)
+        event = parse_well_formed(obj, req, max_field_bytes, max_skew_ms, max_lateness_ms)
         if event is not None:
             return event
     return parse_event_checked(obj, req, max_field_bytes=max_field_bytes, max_skew_ms=max_skew_ms,
@@ -504,6 +504,10 @@ URL_CACHE_SIZE = 8192  # distinct URL strings remembered (real traffic repeats U
 URL_CACHE_MAX_CHARS = 512  # longer URLs are parsed each time (bounds the cache to a few MB)
 _NO_PARAMS = ("",) * len(URL_PARAMS)
 
+assert STRING_FIELDS == ("name", "url", "referrer", "title", "visitor_id", "screen", "viewport", "language",
+                         "timezone", "target", "currency"), "parse_well_formed reads these fields by name"
+assert NUMBER_FIELDS == ("ts", "scroll_depth", "time_on_page_ms", "x", "y", "value"), "parse_well_formed reads these"
+
 # TrackedEvent is built positionally on the fast path (a third of the cost of 33 keywords)
 _POSITIONAL = (
     "type", "ts_ms", "event_id", "url", "referrer", "title", "name", "sdk_visitor_id", "consent", "hem",
@@ -511,6 +515,21 @@ _POSITIONAL = (
     "value", "currency", "order_id", "props", "client_ts_ms", *URL_PARAMS, "request",
 )
 assert tuple(f.name for f in fields(TrackedEvent))[: len(_POSITIONAL)] == _POSITIONAL, "TrackedEvent fields moved"
+
+
+_SIZES_SEEN: dict[str, bool] = {}  # screen / viewport strings already matched (True: a size)
+SIZES_SEEN_MAX = 4096
+
+
+def _is_size(value: str) -> bool:
+    """``_SIZE.fullmatch(value)``, remembered for strings short enough to be a size (real
+    traffic has few distinct screen sizes)."""
+    ok = _SIZE.fullmatch(value) is not None
+    if len(value) <= 13:  # "999999x999999": anything longer is never a size
+        if len(_SIZES_SEEN) >= SIZES_SEEN_MAX:
+            _SIZES_SEEN.clear()
+        _SIZES_SEEN[value] = ok
+    return ok
 
 
 def _url_pieces(raw: str) -> tuple[str, ...] | Rejection:
@@ -549,7 +568,7 @@ def url_pieces(raw: str) -> tuple[str, ...] | Rejection:
     return _url_pieces_cached(raw)
 
 
-def _parse_well_formed(
+def parse_well_formed(
     obj: dict[str, Any], req: RequestInfo, max_bytes: int, max_skew_ms: int, max_lateness_ms: int
 ) -> TrackedEvent | None:
     """The event when ``obj`` is plainly valid, else None (then the checked path decides).
@@ -562,11 +581,20 @@ def _parse_well_formed(
     if type(etype) is not str or etype not in _EVENT_TYPE_SET:
         return None
     max_chars = max_bytes // 4  # len * 4 <= max_bytes: within the limit whatever the encoding
-    # one get per field, unrolled (a loop costs as much as the checks): a string is None or a
-    # str of at most max_chars; a number None, an int of float range or a finite float (v - v is
-    # nan for inf and nan)
-    name, raw_url, referrer, title, visitor_id, screen, viewport, language, timezone, target, currency = map(
-        get, STRING_FIELDS)
+    # one get per field, unrolled (a loop costs as much as the checks, and map(get, ...) more
+    # than the plain calls): a string is None or a str of at most max_chars; a number None, an
+    # int of float range or a finite float (v - v is nan for inf and nan)
+    name = get("name")
+    raw_url = get("url")
+    referrer = get("referrer")
+    title = get("title")
+    visitor_id = get("visitor_id")
+    screen = get("screen")
+    viewport = get("viewport")
+    language = get("language")
+    timezone = get("timezone")
+    target = get("target")
+    currency = get("currency")
     if name is None:
         name = ""
     elif type(name) is not str or len(name) > max_chars:
@@ -611,7 +639,12 @@ def _parse_well_formed(
         currency = ""
     elif type(currency) is not str or len(currency) > max_chars:
         return None
-    ts, sd, top, x, y, value = map(get, NUMBER_FIELDS)
+    ts = get("ts")
+    sd = get("scroll_depth")
+    top = get("time_on_page_ms")
+    x = get("x")
+    y = get("y")
+    value = get("value")
     if ts is not None and not ((type(ts) is int and -_BIG_INT < ts < _BIG_INT)
             or (type(ts) is float and ts - ts == 0.0)):
         return None
@@ -658,9 +691,9 @@ def _parse_well_formed(
     consent = get("consent")
     if consent is not None and type(consent) is not bool:
         return None
-    if screen and not _SIZE.fullmatch(screen):
+    if screen and not (_SIZES_SEEN.get(screen) or _is_size(screen)):
         return None
-    if viewport and not _SIZE.fullmatch(viewport):
+    if viewport and not (_SIZES_SEEN.get(viewport) or _is_size(viewport)):
         return None
     if sd is not None and not 0 <= sd <= 100:
         return None

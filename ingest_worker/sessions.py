@@ -269,7 +269,7 @@ class SessionStore:
         self.max_visitors = max_visitors
         self.idle_ms = idle_ms
         self._states: OrderedDict[tuple[str, str], VisitorState] = OrderedDict()
-        self._lock = threading.Lock()
+        self.lock = self._lock = threading.Lock()  # held by get/put; *_locked callers hold it themselves
         self.evictions = 0
         self.expirations = 0
 
@@ -280,17 +280,21 @@ class SessionStore:
         return key in self._states
 
     def get(self, site_id: str, visitor_id: str, now_ms: int) -> VisitorState | None:
-        key = (site_id, visitor_id)
-        with self._lock:
-            state = self._states.get(key)
-            if state is None:
-                return None
-            if now_ms - state.last_ms > self.idle_ms:
-                del self._states[key]
-                self.expirations += 1
-                return None
-            self._states.move_to_end(key)
-            return state
+        with self.lock:
+            return self.get_locked((site_id, visitor_id), now_ms)
+
+    def get_locked(self, key: tuple[str, str], now_ms: int) -> VisitorState | None:
+        """:meth:`get` of ``key`` = (site_id, visitor_id) for a caller holding :attr:`lock`."""
+        states = self._states
+        state = states.get(key)
+        if state is None:
+            return None
+        if now_ms - state.last_ms > self.idle_ms:
+            del states[key]
+            self.expirations += 1
+            return None
+        states.move_to_end(key)
+        return state
 
     def has(self, site_id: str, visitor_id: str, now_ms: int) -> bool:
         """A live state exists (no LRU touch)."""
@@ -298,24 +302,32 @@ class SessionStore:
         return state is not None and now_ms - state.last_ms <= self.idle_ms
 
     def put(self, state: VisitorState, now_ms: int | None = None) -> None:
+        with self.lock:
+            self.put_locked(state, state.last_ms if now_ms is None else now_ms)
+
+    def put_locked(self, state: VisitorState, now: int) -> None:
+        """:meth:`put` for a caller holding :attr:`lock` (``now`` given)."""
         key = (state.site_id, state.visitor_id)
-        now = state.last_ms if now_ms is None else now_ms
-        with self._lock:
-            states = self._states
-            states[key] = state
-            states.move_to_end(key)
-            while len(states) > self.max_visitors:
-                states.popitem(last=False)
-                self.evictions += 1
-            # sweep a few expired states from the cold end (amortised O(1))
-            for _ in range(2):
-                if not states:
-                    break
-                cold_key, cold = next(iter(states.items()))
-                if now - cold.last_ms <= self.idle_ms:
-                    break
-                del states[cold_key]
-                self.expirations += 1
+        states = self._states
+        states[key] = state
+        states.move_to_end(key)
+        while len(states) > self.max_visitors:
+            states.popitem(last=False)
+            self.evictions += 1
+        # sweep up to two expired states from the cold end (amortised O(1)); unrolled,
+        # the usual put looks at one cold state and stops
+        if not states:  # max_visitors 0
+            return
+        idle = self.idle_ms
+        cold_key = next(iter(states))
+        if now - states[cold_key].last_ms > idle:
+            del states[cold_key]
+            self.expirations += 1
+            if states:
+                cold_key = next(iter(states))
+                if now - states[cold_key].last_ms > idle:
+                    del states[cold_key]
+                    self.expirations += 1
 
     def discard(self, site_id: str, visitor_id: str) -> None:
         with self._lock:

@@ -175,3 +175,17 @@ def test_batch_of_odd_events_round_trips_through_json():
                                   {"type": "click", "ts": float(NOW), "x": -0.0, "props": {"k": None}}]))
     for obj in body:
         same(obj)
+
+
+def test_remembered_screen_sizes_answer_as_the_regex():
+    """The fast path remembers which screen/viewport strings are sizes: a second look gives
+    the first answer, and the memo never grows past its bound."""
+    values = ["1920x1080", "390x844", "1x1", "999999x999999", "1234567x1", "10x", "x10", "axb", "1920X1080", "１x1",
+              "1920x1080\n", " 1920x1080", "0x0", "1920x1080x1", "9" * 40]
+    for _ in range(2):
+        for v in values:
+            same({"type": "page_view", "screen": v, "viewport": v})
+            assert normalize._is_size(v) == bool(normalize._SIZE.fullmatch(v))
+    for i in range(normalize.SIZES_SEEN_MAX + 10):
+        normalize._is_size(f"{i}x1")
+    assert len(normalize._SIZES_SEEN) <= normalize.SIZES_SEEN_MAX

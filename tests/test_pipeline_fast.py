@@ -31,6 +31,7 @@ from ingest_worker.events import ROW_FIELDS_V1, row_value_list, to_row_values
 from ingest_worker.flusher import event_record, flush_segments, record_values, row_record
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.scoring import Scorer
+from tests import formulas_reference
 
 NOW = 1_764_000_000_000
 UAS = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
@@ -198,6 +199,11 @@ def _reference_collect(monkeypatch) -> None:
     monkeypatch.setattr(pl, "row_record", lambda ev: event_record(to_row_values(ev)))
     monkeypatch.setattr(identity, "keyed_hash", identity._keyed_hash)
     monkeypatch.setattr(identity, "_hash_identity", lambda vid, ok: identity.Identity(vid, ok, "hash"))
+    monkeypatch.setattr(identity, "sdk_visitor_id", identity._sdk_visitor_id)
+    monkeypatch.setattr(normalize, "parse_well_formed", lambda *a: None)  # the pipeline's unrolled parse_event
+    monkeypatch.setattr(Scorer, "process", Scorer._process_general)  # resolve_visitor + score()
+    monkeypatch.setattr(Scorer, "_process_request_event", lambda self, ev, cfg, req: Scorer._process_general(self, ev, cfg))
+    monkeypatch.setattr(scoring_mod, "_compute", formulas_reference.build(scoring_mod.WEIGHTS))  # no tables
 
 
 def _run_pipeline(tmp: Path, bodies: list[tuple[bytes, str, str]]) -> tuple[list, list]:
@@ -264,5 +270,13 @@ def test_pipeline_outputs_equal_the_reference_path(tmp_path, monkeypatch):
 def test_reference_monkeypatch_really_uses_the_slow_paths(monkeypatch):
     _reference_collect(monkeypatch)
     assert normalize.parse_event is normalize.parse_event_checked
+    assert normalize.parse_well_formed({"type": "click"}, normalize.request_info("s", {}, "", NOW)) is None
+    assert Scorer.process is Scorer._process_general
+    stage = pl.ScoringStage(secret=b"k")
+    calls = []
+    monkeypatch.setattr(Scorer, "_process_general", lambda self, ev, cfg: calls.append(ev) or {})
+    stage(_scored_events(1, 1)[0], SiteConfig(site_id="site_a"))
+    assert len(calls) == 1  # the stage's dispatch reaches the reference path too
+    assert scoring_mod._compute.__module__ == formulas_reference.__name__
     assert pl.row_record(_scored_events(5, 1)[0]).startswith(b'["v"')
     assert uuid.UUID(normalize.parse_event({"type": "click"}, normalize.request_info("s", {}, "", NOW)).event_id)

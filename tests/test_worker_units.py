@@ -55,6 +55,17 @@ def test_dedupe_window_forgets_oldest_first():
     assert ("s", "d") not in w
 
 
+def test_dedupe_reserve_is_contains_then_add():
+    a, b = DedupeWindow(max_entries=3), DedupeWindow(max_entries=3)
+    for k in "abcbdaeb":
+        key = ("s", k)
+        fresh = key not in a
+        if fresh:
+            a.add(key)
+        assert b.reserve(key) is fresh
+        assert list(a._seen) == list(b._seen)
+
+
 def test_startup_moves_the_heap_out_of_the_collectors_reach(data_dir, tenants, monkeypatch):
     """After start-up every object alive is frozen, so a full collection does not walk them
     while requests wait (``CLICKSTREAM_GC_FREEZE=0`` keeps the default collector)."""

@@ -22,6 +22,7 @@ from ingest_worker.scoring.features import FLAG_NO_SCREEN, FLAG_WEBDRIVER
 from ingest_worker.sessions import VisitorState
 
 DAY_MS = 86_400_000.0
+TABLE_SIZE = 64  # counts below this take their terms from tables built with the weights
 Compute = Callable[[VisitorState, int, int], tuple[dict[str, float], tuple[str, ...]]]
 
 
@@ -101,9 +102,27 @@ def build(W: dict[str, Any]) -> Compute:
     w = W["channel_attribution"]
     ca_evidence, ca_progress = tuple(w["evidence"]), w["progress"]
 
+    # Terms of a small non-negative integer count, tabulated once: each entry is the very
+    # expression compute() evaluates for a count beyond the table, so the scores are the same
+    # floats to the last bit (tests/test_scoring_fast.py checks against the untabulated code).
+    r = range(TABLE_SIZE)
+    t_e_pv = tuple(e_pv * (1.0 - exp(-i / e_pv_scale)) for i in r)
+    t_e_clicks = tuple(e_clicks * (1.0 - exp(-i / e_clicks_scale)) for i in r)
+    t_c_sessions = tuple(c_sessions * log1p(i) for i in r)
+    c_days_0 = c_days * log1p(0.0)
+    t_a_depth = tuple(1.0 - exp(-i / a_depth) for i in r)
+    t_p_pricing = tuple(p_pricing * log1p(i) for i in r)
+    t_p_product = tuple(p_product * log1p(i) for i in r)
+    t_p_pv = tuple(p_pv * log1p(i) for i in r)
+    t_p_hist = tuple(p_hist * log1p(i) for i in r)
+    t_q_depth = tuple(q_depth * (1.0 - exp(-i / q_depth_scale)) for i in r)
+    t_at_clicks = tuple(at_clicks * (1.0 - exp(-i / at_cscale)) for i in r)
+    bot_bias = 1.0 / (1.0 + exp(-b_bias)) if b_bias >= 0 else 1.0 - 1.0 / (1.0 + exp(b_bias))
+
     CRAWLER, AUTOMATION, EMPTY = bot_mod.CRAWLER, bot_mod.AUTOMATION, bot_mod.EMPTY
     SOCIAL_CHANNELS = frozenset(("Organic Social", "Paid Social"))
     UA_SOLID = ("crawler_ua", "automation_ua", "webdriver")
+    solid_reasons: dict[tuple[str, ...], tuple[str, ...]] = {}  # reasons -> its UA_SOLID ones
 
     def compute(s: VisitorState, ua: int, now_ms: int) -> tuple[dict[str, float], tuple[str, ...]]:
         pv = s.pageviews
@@ -119,9 +138,11 @@ def build(W: dict[str, Any]) -> Compute:
             engaged_ms = s.engaged_ms
         avg_scroll = (s.scroll_sum + s.page_scroll) / (pv * 100.0) if pv else s.page_scroll / 100.0
         calm = s.clicks - s.rage_clicks
+        if calm < 0:
+            calm = 0
         engagement = (e_time * (1.0 - exp(-engaged_ms / e_time_scale)) + e_scroll * (avg_scroll if avg_scroll < 1.0 else 1.0)
-                      + e_pv * (1.0 - exp(-pv / e_pv_scale))
-                      + e_clicks * (1.0 - exp(-(calm if calm > 0 else 0) / e_clicks_scale)))
+                      + (t_e_pv[pv] if pv < TABLE_SIZE else e_pv * (1.0 - exp(-pv / e_pv_scale)))
+                      + (t_e_clicks[calm] if calm < TABLE_SIZE else e_clicks * (1.0 - exp(-calm / e_clicks_scale))))
         # frustration
         z = f_rage * s.rage_clicks + f_dead * s.dead_clicks + f_err * s.errors + f_bf * s.back_forth + f_reload * s.reloads
         frustration = 1.0 - exp(-z) if z > 0.0 else 0.0
@@ -139,43 +160,48 @@ def build(W: dict[str, Any]) -> Compute:
         purchase_timing = stage * urgency
         # bot probability
         z = b_bias
-        reasons: list[str] = []
+        reasons: tuple[str, ...] = ()  # grown only when there is evidence (rare)
         if ua:
             if ua & CRAWLER:
                 z += b_crawler
-                reasons.append("crawler_ua")
+                reasons += ("crawler_ua",)
             if ua & AUTOMATION:
                 z += b_auto
-                reasons.append("automation_ua")
+                reasons += ("automation_ua",)
             if ua & EMPTY:
                 z += b_empty
-                reasons.append("empty_ua")
+                reasons += ("empty_ua",)
         flags = s.flags
         if flags:
             if flags & FLAG_WEBDRIVER:
                 z += b_webdriver
-                reasons.append("webdriver")
+                reasons += ("webdriver",)
             if flags & FLAG_NO_SCREEN:
                 z += b_noscreen
-                reasons.append("no_screen")
+                reasons += ("no_screen",)
         n = s.gap_n
         if n >= b_min_gaps and s.gap_mean > 0:
             cv = sqrt(s.gap_m2 / (n - 1)) / s.gap_mean
             if cv < b_cv:
                 z += b_regular * (1.0 - cv / b_cv)
-                reasons.append("regular_timing")
+                reasons += ("regular_timing",)
         if n >= 3 and s.fast_gaps:
             share = s.fast_gaps / n
             z += b_fast * share
             if share >= 0.5:
-                reasons.append("fast_timing")
-        bot = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
+                reasons += ("fast_timing",)
+        if z == b_bias:  # no bot evidence (the usual event)
+            bot = bot_bias
+        else:
+            bot = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
         if ua & CRAWLER and bot < b_floor:
             bot = b_floor
         # churn risk
         days_away = (s.session_start_ms - s.prev_session_end_ms) / DAY_MS if s.prev_session_end_ms else 0.0
         buyer = 1.0 if (s.prev_purchases or purchases) else 0.0
-        z = (c_bias + c_days * log1p(days_away if days_away > 0 else 0.0) + c_sessions * log1p(s.session_number - 1)
+        k = s.session_number - 1
+        z = (c_bias + (c_days * log1p(days_away) if days_away > 0 else c_days_0)
+             + (t_c_sessions[k] if 0 <= k < TABLE_SIZE else c_sessions * log1p(k))
              + c_eng * engagement + c_frus * frustration + c_buyer * buyer + c_intent * intent)
         churn = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
         # content affinity
@@ -183,7 +209,7 @@ def build(W: dict[str, Any]) -> Compute:
         if sections:
             values = sections.values()
             top = max(values)
-            affinity = top / sum(values) * (1.0 - exp(-top / a_depth))
+            affinity = top / sum(values) * (t_a_depth[top] if 0 <= top < TABLE_SIZE else 1.0 - exp(-top / a_depth))
         else:
             affinity = 0.0
         # velocity
@@ -197,24 +223,30 @@ def build(W: dict[str, Any]) -> Compute:
         loyalty = 1.0 - exp(-(l_sessions * (s.session_number - 1) + l_purch * all_purchases
                               + l_age * log1p(age / DAY_MS if age > 0 else 0.0) + l_pv * s.prev_pageviews))
         # conversion probability
-        z = (p_bias + p_pricing * log1p(pricing) + p_product * log1p(product)
+        hist = s.prev_intent_visits
+        z = (p_bias + (t_p_pricing[pricing] if pricing < TABLE_SIZE else p_pricing * log1p(pricing))
+             + (t_p_product[product] if product < TABLE_SIZE else p_product * log1p(product))
              + p_cart * (cart if cart < 3 else 3) + p_checkout * (checkout if checkout < 3 else 3)
-             + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + p_pv * log1p(pv)
-             + p_minutes * log1p(engaged_ms / 60_000.0) + p_hist * log1p(s.prev_intent_visits)
+             + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + (t_p_pv[pv] if pv < TABLE_SIZE else p_pv * log1p(pv))
+             + p_minutes * log1p(engaged_ms / 60_000.0)
+             + (t_p_hist[hist] if hist < TABLE_SIZE else p_hist * log1p(hist))
              + (p_ret if s.session_number > 1 else 0.0) + p_buyer * buyer + p_frus * frustration + p_bot * bot
              + p_channel * prior.get(s.channel, 0.0))
         conversion = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
         # session quality
-        quality = ((q_eng * engagement + q_depth * (1.0 - exp(-pv / q_depth_scale)) + q_intent * intent
+        quality = ((q_eng * engagement + (t_q_depth[pv] if pv < TABLE_SIZE else q_depth * (1.0 - exp(-pv / q_depth_scale)))
+                    + q_intent * intent
                     + (q_nb if s.events > 1 else 0.0)) * (1.0 - q_pen * frustration) * (1.0 - bot))
         # attention (the current page)
         dwell = now_ms - s.page_start_ms
         if s.page_top > dwell:
             dwell = s.page_top
         scroll = s.page_scroll / 100.0
+        page_clicks = s.page_clicks
         attention = (at_dwell * (1.0 - exp(-(dwell if dwell > 0 else 0) / at_scale))
                      + at_scroll * (scroll if scroll < 1.0 else 1.0)
-                     + at_clicks * (1.0 - exp(-s.page_clicks / at_cscale)))
+                     + (t_at_clicks[page_clicks] if page_clicks < TABLE_SIZE
+                        else at_clicks * (1.0 - exp(-page_clicks / at_cscale))))
         # navigation efficiency
         steps = pv if pv > 1 else 1
         waste = (n_bf * s.back_forth + n_reload * s.reloads + n_dead * s.dead_clicks + n_err * s.errors) / steps
@@ -230,7 +262,10 @@ def build(W: dict[str, Any]) -> Compute:
         attribution = ca_evidence[s.channel_evidence] * ((1.0 - ca_progress) + ca_progress * intent)
 
         if bot < b_reason and reasons:
-            reasons = [r for r in reasons if r in UA_SOLID]
+            solid = solid_reasons.get(reasons)
+            if solid is None:  # at most 2^7 keys: reasons is a subsequence of 7 names in a fixed order
+                solid = solid_reasons[reasons] = tuple([r for r in reasons if r in UA_SOLID])
+            reasons = solid
         return {
             "intent": 100.0 * intent,
             "engagement": 100.0 * engagement,
@@ -248,6 +283,6 @@ def build(W: dict[str, Any]) -> Compute:
             "social_proof": 100.0 * social,
             "bot_probability": 100.0 * bot,
             "channel_attribution": 100.0 * attribution,
-        }, tuple(reasons)
+        }, reasons
 
     return compute

@@ -1,0 +1,256 @@
+"""The score formulas as they were before the small-integer tables (commit 0b2daec), kept
+verbatim as the reference tests/test_scoring_fast.py compares the live ``build`` with.
+
+The 16 score formulas (docs/scores.md documents each: meaning, inputs, formula, direction).
+
+Every score is 100 × a number in [0, 1] built from two shapes:
+
+* ``sat(z) = 1 − e^(−z)`` for z ≥ 0 — rises with its evidence and never reaches 1;
+* ``sigmoid(z) = 1 / (1 + e^(−z))`` — for scores with evidence in both directions.
+
+Weights are non-negative where the docs promise a direction, so monotonic behaviour follows
+from the shape.  :func:`build` binds a weights document (loaded once per process) into a
+``compute(state, ua_flags, now_ms)`` closure: the weights become closure constants, which
+keeps the per-event cost to a few microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ingest_worker.scoring import bot as bot_mod
+from ingest_worker.scoring.features import FLAG_NO_SCREEN, FLAG_WEBDRIVER
+from ingest_worker.sessions import VisitorState
+
+DAY_MS = 86_400_000.0
+Compute = Callable[[VisitorState, int, int], tuple[dict[str, float], tuple[str, ...]]]
+
+
+def sat(z: float) -> float:
+    return 1.0 - math.exp(-z) if z > 0 else 0.0
+
+
+def sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def build(W: dict[str, Any]) -> Compute:
+    """Bind the weights ``W`` into the per-event score function."""
+    exp = math.exp
+    log1p = math.log1p
+    sqrt = math.sqrt
+
+    w = W["intent"]
+    i_pricing, i_product, i_cart, i_checkout = w["pricing"], w["product"], w["cart"], w["checkout"]
+    i_atc, i_forms, i_purch, i_hist = w["add_to_cart"], w["forms"], w["purchases"], w["history"]
+
+    w = W["engagement"]
+    e_time, e_time_scale, e_scroll = w["time"], float(w["time_scale_ms"]), w["scroll"]
+    e_pv, e_pv_scale, e_clicks, e_clicks_scale = w["pageviews"], float(w["pageviews_scale"]), w["clicks"], float(w["clicks_scale"])
+
+    w = W["frustration"]
+    f_rage, f_dead, f_err, f_bf, f_reload = w["rage_clicks"], w["dead_clicks"], w["errors"], w["back_forth"], w["reloads"]
+
+    w = W["purchase_timing"]
+    t_pricing, t_product, t_cart, t_checkout = w["pricing"], w["product"], w["cart"], w["checkout"]
+    t_atc, t_hist, t_floor, t_recency = w["add_to_cart"], w["history"], w["floor"], float(w["recency_ms"])
+
+    w = W["churn_risk"]
+    c_bias, c_days, c_sessions, c_eng = w["bias"], w["days_away"], w["sessions"], w["engagement"]
+    c_frus, c_buyer, c_intent = w["frustration"], w["buyer"], w["intent"]
+
+    a_depth = float(W["content_affinity"]["depth_scale"])
+
+    w = W["velocity"]
+    v_other, v_scale = w["other_events"], float(w["rate_scale_per_min"])
+
+    w = W["loyalty"]
+    l_sessions, l_purch, l_age, l_pv = w["sessions"], w["purchases"], w["age_days"], w["pageviews"]
+
+    w = W["conversion_prob"]
+    p_bias, p_pricing, p_product, p_cart, p_checkout = w["bias"], w["pricing"], w["product"], w["cart"], w["checkout"]
+    p_atc, p_eng, p_pv, p_ret, p_buyer = w["add_to_cart"], w["engagement"], w["pageviews"], w["returning"], w["buyer"]
+    p_minutes, p_hist = w["engaged_minutes"], w["history"]
+    p_frus, p_bot, p_channel = w["frustration"], w["bot"], w["channel"]
+    prior = dict(W["channel_prior"])
+
+    w = W["session_quality"]
+    q_eng, q_depth, q_depth_scale, q_intent = w["engagement"], w["depth"], float(w["depth_scale"]), w["intent"]
+    q_nb, q_pen = w["not_bounce"], w["frustration_penalty"]
+
+    w = W["attention"]
+    at_dwell, at_scale, at_scroll, at_clicks, at_cscale = (
+        w["dwell"], float(w["dwell_scale_ms"]), w["scroll"], w["clicks"], float(w["clicks_scale"]))
+
+    w = W["nav_efficiency"]
+    n_bf, n_reload, n_dead, n_err = w["back_forth"], w["reloads"], w["dead_clicks"], w["errors"]
+    n_scale, n_direct, n_progress, n_pscale = w["waste_scale"], w["direct"], w["progress"], w["progress_scale"]
+
+    w = W["price_sensitivity"]
+    ps_pricing, ps_signals = w["pricing"], w["price_signals"]
+    w = W["social_proof"]
+    sp_social, sp_channel = w["social_proof"], w["social_channel"]
+
+    w = W["bot_probability"]
+    b_bias, b_crawler, b_auto, b_webdriver = w["bias"], w["crawler_ua"], w["automation_ua"], w["webdriver"]
+    b_noscreen, b_empty, b_regular, b_cv = w["no_screen"], w["empty_ua"], w["regular_timing"], w["regular_cv"]
+    b_min_gaps, b_fast, b_floor, b_reason = w["regular_min_gaps"], w["fast_timing"], w["crawler_floor"], w["reason_threshold"]
+
+    w = W["channel_attribution"]
+    ca_evidence, ca_progress = tuple(w["evidence"]), w["progress"]
+
+    CRAWLER, AUTOMATION, EMPTY = bot_mod.CRAWLER, bot_mod.AUTOMATION, bot_mod.EMPTY
+    SOCIAL_CHANNELS = frozenset(("Organic Social", "Paid Social"))
+    UA_SOLID = ("crawler_ua", "automation_ua", "webdriver")
+
+    def compute(s: VisitorState, ua: int, now_ms: int) -> tuple[dict[str, float], tuple[str, ...]]:
+        pv = s.pageviews
+        pricing, product, cart, checkout, atc = s.pricing, s.product, s.cart, s.checkout, s.add_to_cart
+        purchases = s.purchases
+        # intent
+        z = (i_pricing * pricing + i_product * product + i_cart * cart + i_checkout * checkout
+             + i_atc * atc + i_forms * s.forms + i_purch * purchases + i_hist * s.prev_intent_visits)
+        intent = 1.0 - exp(-z) if z > 0.0 else 0.0
+        # engagement
+        engaged_ms = s.top_sum + s.page_top
+        if s.engaged_ms > engaged_ms:
+            engaged_ms = s.engaged_ms
+        avg_scroll = (s.scroll_sum + s.page_scroll) / (pv * 100.0) if pv else s.page_scroll / 100.0
+        calm = s.clicks - s.rage_clicks
+        engagement = (e_time * (1.0 - exp(-engaged_ms / e_time_scale)) + e_scroll * (avg_scroll if avg_scroll < 1.0 else 1.0)
+                      + e_pv * (1.0 - exp(-pv / e_pv_scale))
+                      + e_clicks * (1.0 - exp(-(calm if calm > 0 else 0) / e_clicks_scale)))
+        # frustration
+        z = f_rage * s.rage_clicks + f_dead * s.dead_clicks + f_err * s.errors + f_bf * s.back_forth + f_reload * s.reloads
+        frustration = 1.0 - exp(-z) if z > 0.0 else 0.0
+        # purchase timing
+        z = (t_pricing * pricing + t_product * product + t_cart * cart + t_checkout * checkout
+             + t_atc * atc + t_hist * s.prev_intent_visits)
+        stage = 1.0 - exp(-z) if z > 0.0 else 0.0
+        if not stage:
+            urgency = 0.0
+        elif s.last_funnel_ms:
+            since = now_ms - s.last_funnel_ms
+            urgency = t_floor + (1.0 - t_floor) * exp(-(since if since > 0 else 0) / t_recency)
+        else:
+            urgency = t_floor
+        purchase_timing = stage * urgency
+        # bot probability
+        z = b_bias
+        reasons: list[str] = []
+        if ua:
+            if ua & CRAWLER:
+                z += b_crawler
+                reasons.append("crawler_ua")
+            if ua & AUTOMATION:
+                z += b_auto
+                reasons.append("automation_ua")
+            if ua & EMPTY:
+                z += b_empty
+                reasons.append("empty_ua")
+        flags = s.flags
+        if flags:
+            if flags & FLAG_WEBDRIVER:
+                z += b_webdriver
+                reasons.append("webdriver")
+            if flags & FLAG_NO_SCREEN:
+                z += b_noscreen
+                reasons.append("no_screen")
+        n = s.gap_n
+        if n >= b_min_gaps and s.gap_mean > 0:
+            cv = sqrt(s.gap_m2 / (n - 1)) / s.gap_mean
+            if cv < b_cv:
+                z += b_regular * (1.0 - cv / b_cv)
+                reasons.append("regular_timing")
+        if n >= 3 and s.fast_gaps:
+            share = s.fast_gaps / n
+            z += b_fast * share
+            if share >= 0.5:
+                reasons.append("fast_timing")
+        bot = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
+        if ua & CRAWLER and bot < b_floor:
+            bot = b_floor
+        # churn risk
+        days_away = (s.session_start_ms - s.prev_session_end_ms) / DAY_MS if s.prev_session_end_ms else 0.0
+        buyer = 1.0 if (s.prev_purchases or purchases) else 0.0
+        z = (c_bias + c_days * log1p(days_away if days_away > 0 else 0.0) + c_sessions * log1p(s.session_number - 1)
+             + c_eng * engagement + c_frus * frustration + c_buyer * buyer + c_intent * intent)
+        churn = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
+        # content affinity
+        sections = s.sections
+        if sections:
+            values = sections.values()
+            top = max(values)
+            affinity = top / sum(values) * (1.0 - exp(-top / a_depth))
+        else:
+            affinity = 0.0
+        # velocity
+        minutes = (now_ms - s.session_start_ms) / 60_000.0
+        if minutes < 1.0:
+            minutes = 1.0
+        velocity = 1.0 - exp(-(pv + v_other * (s.events - pv)) / minutes / v_scale)
+        # loyalty
+        age = now_ms - s.first_ms
+        all_purchases = s.prev_purchases + purchases
+        loyalty = 1.0 - exp(-(l_sessions * (s.session_number - 1) + l_purch * all_purchases
+                              + l_age * log1p(age / DAY_MS if age > 0 else 0.0) + l_pv * s.prev_pageviews))
+        # conversion probability
+        z = (p_bias + p_pricing * log1p(pricing) + p_product * log1p(product)
+             + p_cart * (cart if cart < 3 else 3) + p_checkout * (checkout if checkout < 3 else 3)
+             + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + p_pv * log1p(pv)
+             + p_minutes * log1p(engaged_ms / 60_000.0) + p_hist * log1p(s.prev_intent_visits)
+             + (p_ret if s.session_number > 1 else 0.0) + p_buyer * buyer + p_frus * frustration + p_bot * bot
+             + p_channel * prior.get(s.channel, 0.0))
+        conversion = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
+        # session quality
+        quality = ((q_eng * engagement + q_depth * (1.0 - exp(-pv / q_depth_scale)) + q_intent * intent
+                    + (q_nb if s.events > 1 else 0.0)) * (1.0 - q_pen * frustration) * (1.0 - bot))
+        # attention (the current page)
+        dwell = now_ms - s.page_start_ms
+        if s.page_top > dwell:
+            dwell = s.page_top
+        scroll = s.page_scroll / 100.0
+        attention = (at_dwell * (1.0 - exp(-(dwell if dwell > 0 else 0) / at_scale))
+                     + at_scroll * (scroll if scroll < 1.0 else 1.0)
+                     + at_clicks * (1.0 - exp(-s.page_clicks / at_cscale)))
+        # navigation efficiency
+        steps = pv if pv > 1 else 1
+        waste = (n_bf * s.back_forth + n_reload * s.reloads + n_dead * s.dead_clicks + n_err * s.errors) / steps
+        progress = (product > 0) + (pricing > 0) + (cart > 0 or atc > 0) + (checkout > 0) + (purchases > 0)
+        nav = (n_direct * exp(-n_scale * waste) if waste else n_direct) + (
+            n_progress * (1.0 - exp(-n_pscale * progress / steps)) if progress else 0.0)
+        # price sensitivity, social proof
+        z = ps_pricing * pricing + ps_signals * s.price_signals
+        price = 1.0 - exp(-z) if z > 0.0 else 0.0
+        z = sp_social * s.social_proof + (sp_channel if s.channel in SOCIAL_CHANNELS else 0.0)
+        social = 1.0 - exp(-z) if z > 0.0 else 0.0
+        # channel attribution
+        attribution = ca_evidence[s.channel_evidence] * ((1.0 - ca_progress) + ca_progress * intent)
+
+        if bot < b_reason and reasons:
+            reasons = [r for r in reasons if r in UA_SOLID]
+        return {
+            "intent": 100.0 * intent,
+            "engagement": 100.0 * engagement,
+            "frustration": 100.0 * frustration,
+            "purchase_timing": 100.0 * purchase_timing,
+            "churn_risk": 100.0 * churn,
+            "content_affinity": 100.0 * affinity,
+            "velocity": 100.0 * velocity,
+            "loyalty": 100.0 * loyalty,
+            "conversion_prob": 100.0 * conversion,
+            "session_quality": 100.0 * quality,
+            "attention": 100.0 * attention,
+            "nav_efficiency": 100.0 * nav,
+            "price_sensitivity": 100.0 * price,
+            "social_proof": 100.0 * social,
+            "bot_probability": 100.0 * bot,
+            "channel_attribution": 100.0 * attribution,
+        }, tuple(reasons)
+
+    return compute
