@@ -71,7 +71,7 @@ class CollectComponent:
         self.metrics = WorkerMetrics(ctx.registry)
         self.log = DurableLog(ctx.data.log, fsync=os.environ.get("CLICKSTREAM_LOG_FSYNC", "1") != "0",
                               observe_group=self.metrics.log_group_seconds.observe,
-                              inline_bytes=int(_env_float("CLICKSTREAM_LOG_INLINE_BYTES", 0)))
+                              inline_bytes=int(_env_float("CLICKSTREAM_LOG_INLINE_BYTES", 8192)))
         self.flusher = Flusher(self.log, ctx.lake, interval=_env_float("CLICKSTREAM_FLUSH_INTERVAL", 0.5),
                                on_flush=self._flushed, processes=True)
         self.compact_interval = _env_float("CLICKSTREAM_COMPACT_INTERVAL", 300.0)
