@@ -31,7 +31,7 @@ demo: venv
 	$(PY) scripts/demo.py --data $(DATA)
 
 bench: venv
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $$(ls benchmarks/*.py | grep -v "/_"); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts

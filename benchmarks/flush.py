@@ -28,11 +28,11 @@ import json
 import os
 import random
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _side_by_side import add_speedup, cpu_figures, export_revision, print_cpu_table, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "t.bench.test"
@@ -141,11 +141,7 @@ def measure(segments: Path, repeat: int) -> dict:
 
 
 def _run_round(src: Path, segments: Path, repeat: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), "--segments", str(segments),
-           "--repeat", str(repeat)]
-    out = subprocess.run(cmd, env=env, cwd=src, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_in_tree(__file__, src, "--segments", str(segments), "--repeat", str(repeat))
 
 
 def main() -> None:
@@ -170,11 +166,7 @@ def main() -> None:
     trees: dict[str, Path] = {"current": ROOT}
     tmp = tempfile.TemporaryDirectory(prefix="cs-flushbench-")
     if args.baseline:
-        base_dir = Path(tmp.name) / "baseline"
-        base_dir.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base_dir)], input=archive, check=True)
-        trees = {f"baseline {args.baseline}": base_dir, "current": ROOT}
+        trees = {f"baseline {args.baseline}": export_revision(args.baseline, Path(tmp.name) / "baseline"), "current": ROOT}
     workloads = ("scroll", "mixed") if args.workload == "both" else (args.workload,)
     runs: dict[str, dict[str, list[dict]]] = {w: {t: [] for t in trees} for w in workloads}
     records: dict[str, int] = {}
@@ -195,40 +187,22 @@ def main() -> None:
     for w in workloads:
         res: dict = {"records": records[w]}
         for name in trees:
-            cpu = [c for r in runs[w][name] for c in r["cpu_us"]]
-            res[name] = {"cpu_us_min": min(cpu), "cpu_us_median": statistics.median(cpu), "cpu_us": cpu,
-                         "events": runs[w][name][0]["events"], "digest": runs[w][name][0]["digest"],
-                         "file_digest": runs[w][name][0]["file_digest"]}
+            first = runs[w][name][0]
+            res[name] = {**cpu_figures([c for r in runs[w][name] for c in r["cpu_us"]]), "events": first["events"],
+                         "digest": first["digest"], "file_digest": first["file_digest"]}
+        add_speedup(res, list(trees))
         if len(trees) == 2:
             base, cur = (res[n] for n in trees)
-            res["speedup_cpu_min"] = base["cpu_us_min"] / cur["cpu_us_min"]
-            res["speedup_cpu_median"] = base["cpu_us_median"] / cur["cpu_us_median"]
             res["same_rows"] = base["digest"] == cur["digest"]
             res["same_bytes"] = base["file_digest"] == cur["file_digest"]
         out["workloads"][w] = res
     if args.json:
         print(json.dumps(out))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"flush_segments: CPU µs per event ({args.events} events per flush, {args.rounds} rounds × "
-                    f"{args.repeat} flushes, {out['cpus']} CPUs, local lake)")
-    t.add_column("workload")
-    for name in trees:
-        t.add_column(f"{name}\nCPU min / median", justify="right")
-    if len(trees) == 2:
-        t.add_column("speed-up\n(CPU min / median)", justify="right")
-        t.add_column("same rows /\nsame bytes", justify="center")
-    for w in workloads:
-        res = out["workloads"][w]
-        cells = [f"{res[n]['cpu_us_min']:.1f} / {res[n]['cpu_us_median']:.1f}" for n in trees]
-        if len(trees) == 2:
-            cells.append(f"{res['speedup_cpu_min']:.2f}× / {res['speedup_cpu_median']:.2f}×")
-            cells.append(" / ".join("yes" if res[k] else "[red]NO[/red]" for k in ("same_rows", "same_bytes")))
-        t.add_row(w, *cells)
-    Console().print(t)
-
+    print_cpu_table(f"flush_segments: CPU µs per event ({args.events} events per flush, {args.rounds} rounds × "
+                    f"{args.repeat} flushes, {out['cpus']} CPUs, local lake)", list(trees), out["workloads"],
+                    extra=("same rows /\nsame bytes",
+                           lambda res: " / ".join("yes" if res[k] else "[red]NO[/red]" for k in ("same_rows", "same_bytes"))))
 
 if __name__ == "__main__":
     main()

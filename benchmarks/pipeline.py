@@ -22,10 +22,11 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _side_by_side import add_speedup, cpu_figures, export_revision, print_cpu_table, run_in_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 UAS = (
@@ -128,11 +129,7 @@ def measure(workload: str, requests: int, batch: int) -> dict[str, float]:
 
 
 def _run_round(src: Path, workload: str, requests: int, batch: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), "--workload", workload,
-           "--requests", str(requests), "--batch", str(batch)]
-    out = subprocess.run(cmd, env=env, cwd=src, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_in_tree(__file__, src, "--workload", workload, "--requests", str(requests), "--batch", str(batch))
 
 
 def main() -> None:
@@ -155,9 +152,7 @@ def main() -> None:
     tmp = None
     if args.baseline:
         tmp = tempfile.TemporaryDirectory(prefix="cs-baseline-")
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp.name], input=archive, check=True)
-        trees = {f"baseline {args.baseline}": Path(tmp.name), "current": ROOT}
+        trees = {f"baseline {args.baseline}": export_revision(args.baseline, Path(tmp.name)), "current": ROOT}
     workloads = ("scroll", "mixed") if args.workload == "both" else (args.workload,)
     runs: dict[str, dict[str, list[dict[str, float]]]] = {w: {t: [] for t in trees} for w in workloads}
     try:
@@ -174,36 +169,16 @@ def main() -> None:
     for w in workloads:
         res = {}
         for name in trees:
-            cpu = [r["cpu_us"] for r in runs[w][name]]
             wall = [r["wall_us"] for r in runs[w][name]]
-            res[name] = {"cpu_us_min": min(cpu), "cpu_us_median": statistics.median(cpu),
-                         "wall_us_min": min(wall), "wall_us_median": statistics.median(wall), "cpu_us": cpu}
-        if len(trees) == 2:
-            base, cur = (res[n] for n in trees)
-            res["speedup_cpu_min"] = base["cpu_us_min"] / cur["cpu_us_min"]
-            res["speedup_cpu_median"] = base["cpu_us_median"] / cur["cpu_us_median"]
+            res[name] = {**cpu_figures([r["cpu_us"] for r in runs[w][name]]),
+                         "wall_us_min": min(wall), "wall_us_median": statistics.median(wall)}
+        add_speedup(res, list(trees))
         out["workloads"][w] = res
     if args.json:
         print(json.dumps(out))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"collect pipeline, in process: µs per event ({args.batch}/request, {args.requests} requests × "
-                    f"{args.rounds} rounds, {out['cpus']} CPUs, fsync off)")
-    t.add_column("workload")
-    for name in trees:
-        t.add_column(f"{name}\nCPU min / median", justify="right")
-    if len(trees) == 2:
-        t.add_column("speed-up\n(CPU min / median)", justify="right")
-    for w in workloads:
-        res = out["workloads"][w]
-        cells = [f"{res[n]['cpu_us_min']:.1f} / {res[n]['cpu_us_median']:.1f}" for n in trees]
-        if len(trees) == 2:
-            cells.append(f"{res['speedup_cpu_min']:.2f}× / {res['speedup_cpu_median']:.2f}×")
-        t.add_row(w, *cells)
-    Console().print(t)
-
+    print_cpu_table(f"collect pipeline, in process: µs per event ({args.batch}/request, {args.requests} requests × "
+                    f"{args.rounds} rounds, {out['cpus']} CPUs, fsync off)", list(trees), out["workloads"])
 
 if __name__ == "__main__":
     main()
