@@ -123,11 +123,7 @@ class ScoringStage:
 
     def __call__(self, event: TrackedEvent, config: SiteConfig) -> tuple[dict[str, float], bool]:
         scorer = self.scorer
-        req = event.request
-        if req is not None and req.site_id:  # Scorer.process's own dispatch, one call less per event
-            scores = scorer._process_request_event(event, config, req)
-        else:
-            scores = scorer.process(event, config)
+        scores = scorer.process(event, config)
         ident = scorer.last_identity
         return scores, bool(ident is not None and ident.set_cookie)
 
@@ -183,14 +179,9 @@ class Pipeline:
         duplicates = 0
         cookie_ok = False
         reserve, scoring, site_id = self.dedupe.reserve, self.scoring, site.site_id
-        Rejection = normalize.Rejection
-        # normalize.parse_event, unrolled: the well-formed fast path, else the checked path
-        well_formed, checked = normalize.parse_well_formed, normalize.parse_event_checked
-        max_field, max_skew, max_late = normalize.MAX_FIELD_BYTES, normalize.MAX_SKEW_MS, normalize.MAX_LATENESS_MS
+        parse_event, Rejection = normalize.parse_event, normalize.Rejection
         for index, obj in enumerate(parsed):
-            event = well_formed(obj, info, max_field, max_skew, max_late) if type(obj) is dict else None
-            if event is None:
-                event = checked(obj, info)
+            event = parse_event(obj, info)
             if type(event) is Rejection:
                 rejected.append({"index": index, "error": event.reason})
                 # the raw body when it held just this event, else the event as JSON

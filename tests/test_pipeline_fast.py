@@ -200,9 +200,8 @@ def _reference_collect(monkeypatch) -> None:
     monkeypatch.setattr(identity, "keyed_hash", identity._keyed_hash)
     monkeypatch.setattr(identity, "_hash_identity", lambda vid, ok: identity.Identity(vid, ok, "hash"))
     monkeypatch.setattr(identity, "sdk_visitor_id", identity._sdk_visitor_id)
-    monkeypatch.setattr(normalize, "parse_well_formed", lambda *a: None)  # the pipeline's unrolled parse_event
+    monkeypatch.setattr(normalize, "parse_well_formed", lambda *a: None)  # parse_event never takes the fast path
     monkeypatch.setattr(Scorer, "process", Scorer._process_general)  # resolve_visitor + score()
-    monkeypatch.setattr(Scorer, "_process_request_event", lambda self, ev, cfg, req: Scorer._process_general(self, ev, cfg))
     monkeypatch.setattr(scoring_mod, "_compute", formulas_reference.build(scoring_mod.WEIGHTS))  # no tables
 
 
@@ -274,9 +273,10 @@ def test_reference_monkeypatch_really_uses_the_slow_paths(monkeypatch):
     assert Scorer.process is Scorer._process_general
     stage = pl.ScoringStage(secret=b"k")
     calls = []
-    monkeypatch.setattr(Scorer, "_process_general", lambda self, ev, cfg: calls.append(ev) or {})
-    stage(_scored_events(1, 1)[0], SiteConfig(site_id="site_a"))
-    assert len(calls) == 1  # the stage's dispatch reaches the reference path too
+    event = _scored_events(1, 1)[0]
+    monkeypatch.setattr(Scorer, "process", lambda self, ev, cfg: calls.append(ev) or {})
+    stage(event, SiteConfig(site_id="site_a"))
+    assert len(calls) == 1  # the stage goes through Scorer.process, which the reference run replaces
     assert scoring_mod._compute.__module__ == formulas_reference.__name__
     assert pl.row_record(_scored_events(5, 1)[0]).startswith(b'["v"')
     assert uuid.UUID(normalize.parse_event({"type": "click"}, normalize.request_info("s", {}, "", NOW)).event_id)

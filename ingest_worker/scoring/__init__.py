@@ -90,12 +90,19 @@ def score(
         state = VisitorState(event.visitor_id, event.site_id)
     req = event.request
     ua = req.user_agent if req else ""
-    event.device_type, event.browser, event.os = device.parse_device(ua)
+    scores = _score_state(event, state, device.parse_device(ua), bot_mod.ua_flags(ua),
+                          event.ts_ms if now_ms is None else now_ms, models_enabled, own_hosts)
+    return scores, state
+
+
+def _score_state(event: TrackedEvent, state: VisitorState, device_fields: tuple[str, str, str], ua_flags: int,
+                 now_ms: int, models_enabled: Iterable[str], own_hosts: frozenset[str]) -> dict[str, float]:
+    """:func:`score` once the device and the UA's bot flags are known (the request path
+    works them out once per request): features, the 16 formulas, the enabled subset."""
+    event.device_type, event.browser, event.os = device_fields
     observe(state, event, own_hosts)
-    now = event.ts_ms if now_ms is None else now_ms
-    if now < state.last_ms:
-        now = state.last_ms
-    scores, reasons = _compute(state, bot_mod.ua_flags(ua), now)
+    now = now_ms if now_ms > state.last_ms else state.last_ms
+    scores, reasons = _compute(state, ua_flags, now)
     if models_enabled is not SCORE_NAMES:
         enabled = _enabled(models_enabled)
         if enabled is not None:
@@ -103,7 +110,7 @@ def score(
     event.scores = scores
     event.bot_reasons = reasons
     event.model_version = MODEL_VERSION
-    return scores, state
+    return scores
 
 
 _ENABLED_CACHE: dict[tuple[str, ...], frozenset[str] | None] = {}
@@ -192,8 +199,9 @@ class Scorer:
         return self._process_general(event, config)
 
     def _process_request_event(self, event: TrackedEvent, config: SiteConfig, req: RequestInfo) -> dict[str, float]:
-        """:meth:`_process_general` with ``resolve_visitor`` and :func:`score` inlined and the
-        store's lock taken once around get → score → put: the same store operations in the
+        """:meth:`_process_general` with ``resolve_visitor`` inlined, the device and UA flags
+        worked out once per request (:func:`_score_state` takes them), and the store's lock
+        taken once around get → score → put: the same store operations in the
         same order, the same results (tests/test_scoring_fast.py compares both paths)."""
         site = req.site_id
         now = req.received_ms
@@ -246,19 +254,7 @@ class Scorer:
                 state = store.get_locked((site, vid), ts)
                 if state is None:
                     state = VisitorState(vid, site)
-                # -- score(event, state, models_enabled=config.models_enabled, own_hosts=...), inlined
-                event.device_type, event.browser, event.os = device
-                observe(state, event, self.own_hosts(config))
-                t = ts if ts > state.last_ms else state.last_ms
-                scores, reasons = _compute(state, flags, t)
-                models_enabled = config.models_enabled
-                if models_enabled is not SCORE_NAMES:
-                    enabled = _enabled(models_enabled)
-                    if enabled is not None:
-                        scores = {k: v for k, v in scores.items() if k in enabled}
-                event.scores = scores
-                event.bot_reasons = reasons
-                event.model_version = MODEL_VERSION
+                scores = _score_state(event, state, device, flags, ts, config.models_enabled, self.own_hosts(config))
                 store.put_locked(state, ts)
             finally:
                 store_lock.release()
