@@ -31,7 +31,7 @@ from ingest_worker.events import ROW_FIELDS_V1, row_value_list, to_row_values
 from ingest_worker.flusher import event_record, flush_segments, record_values, row_record
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.scoring import Scorer
-from tests import formulas_reference
+from ingest_worker.scoring.formulas import build
 
 NOW = 1_764_000_000_000
 UAS = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
@@ -202,7 +202,7 @@ def _reference_collect(monkeypatch) -> None:
     monkeypatch.setattr(identity, "sdk_visitor_id", identity._sdk_visitor_id)
     monkeypatch.setattr(normalize, "parse_well_formed", lambda *a: None)  # parse_event never takes the fast path
     monkeypatch.setattr(Scorer, "process", Scorer._process_general)  # resolve_visitor + score()
-    monkeypatch.setattr(scoring_mod, "_compute", formulas_reference.build(scoring_mod.WEIGHTS))  # no tables
+    monkeypatch.setattr(scoring_mod, "_compute", build(scoring_mod.WEIGHTS, tabulate=False))  # no tables
 
 
 def _run_pipeline(tmp: Path, bodies: list[tuple[bytes, str, str]]) -> tuple[list, list]:
@@ -277,6 +277,6 @@ def test_reference_monkeypatch_really_uses_the_slow_paths(monkeypatch):
     monkeypatch.setattr(Scorer, "process", lambda self, ev, cfg: calls.append(ev) or {})
     stage(event, SiteConfig(site_id="site_a"))
     assert len(calls) == 1  # the stage goes through Scorer.process, which the reference run replaces
-    assert scoring_mod._compute.__module__ == formulas_reference.__name__
+    assert scoring_mod._compute.tabulated is False
     assert pl.row_record(_scored_events(5, 1)[0]).startswith(b'["v"')
     assert uuid.UUID(normalize.parse_event({"type": "click"}, normalize.request_info("s", {}, "", NOW)).event_id)

@@ -1,9 +1,8 @@
 """The fast paths of the scoring engine give exactly what the reference paths give.
 
 * ``formulas.build`` (small-count terms from tables, a constant bot score when there is no
-  bot evidence) against ``tests/formulas_reference.py`` -- the formulas as they were, kept
-  verbatim -- over arbitrary visitor states: the same 16 floats to the bit and the same
-  reasons;
+  bot evidence) against ``build(..., tabulate=False)`` -- every term from its formula --
+  over arbitrary visitor states: the same 16 floats to the bit and the same reasons;
 * ``Scorer.process`` (identity -- cookie, SDK id or keyed hash -- and ``score`` inlined, the
   store's lock taken once) against ``Scorer._process_general`` (``resolve_visitor`` +
   ``score``) over arbitrary event streams: the same visitor ids, sessions, scores,
@@ -26,10 +25,9 @@ from ingest_worker.identity import DAY_MS
 from ingest_worker.scoring import WEIGHTS, Scorer
 from ingest_worker.scoring.formulas import TABLE_SIZE, build
 from ingest_worker.sessions import SessionStore, VisitorState
-from tests import formulas_reference
 
 FAST = build(WEIGHTS)
-REFERENCE = formulas_reference.build(WEIGHTS)
+REFERENCE = build(WEIGHTS, tabulate=False)
 
 
 def bits(x: float) -> bytes:

@@ -37,8 +37,12 @@ def sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-def build(W: dict[str, Any]) -> Compute:
-    """Bind the weights ``W`` into the per-event score function."""
+def build(W: dict[str, Any], *, tabulate: bool = True) -> Compute:
+    """Bind the weights ``W`` into the per-event score function.
+
+    ``tabulate=False`` evaluates every term from its formula (no small-count tables, no
+    constant bot score): the reference the tabulated function is checked against, bit for
+    bit, in tests/test_scoring_fast.py."""
     exp = math.exp
     log1p = math.log1p
     sqrt = math.sqrt
@@ -105,7 +109,8 @@ def build(W: dict[str, Any]) -> Compute:
     # Terms of a small non-negative integer count, tabulated once: each entry is the very
     # expression compute() evaluates for a count beyond the table, so the scores are the same
     # floats to the last bit (tests/test_scoring_fast.py checks against the untabulated code).
-    r = range(TABLE_SIZE)
+    table_size = TABLE_SIZE if tabulate else 0
+    r = range(table_size)
     t_e_pv = tuple(e_pv * (1.0 - exp(-i / e_pv_scale)) for i in r)
     t_e_clicks = tuple(e_clicks * (1.0 - exp(-i / e_clicks_scale)) for i in r)
     t_c_sessions = tuple(c_sessions * log1p(i) for i in r)
@@ -141,8 +146,8 @@ def build(W: dict[str, Any]) -> Compute:
         if calm < 0:
             calm = 0
         engagement = (e_time * (1.0 - exp(-engaged_ms / e_time_scale)) + e_scroll * (avg_scroll if avg_scroll < 1.0 else 1.0)
-                      + (t_e_pv[pv] if pv < TABLE_SIZE else e_pv * (1.0 - exp(-pv / e_pv_scale)))
-                      + (t_e_clicks[calm] if calm < TABLE_SIZE else e_clicks * (1.0 - exp(-calm / e_clicks_scale))))
+                      + (t_e_pv[pv] if pv < table_size else e_pv * (1.0 - exp(-pv / e_pv_scale)))
+                      + (t_e_clicks[calm] if calm < table_size else e_clicks * (1.0 - exp(-calm / e_clicks_scale))))
         # frustration
         z = f_rage * s.rage_clicks + f_dead * s.dead_clicks + f_err * s.errors + f_bf * s.back_forth + f_reload * s.reloads
         frustration = 1.0 - exp(-z) if z > 0.0 else 0.0
@@ -190,7 +195,7 @@ def build(W: dict[str, Any]) -> Compute:
             z += b_fast * share
             if share >= 0.5:
                 reasons += ("fast_timing",)
-        if z == b_bias:  # no bot evidence (the usual event)
+        if tabulate and z == b_bias:  # no bot evidence (the usual event)
             bot = bot_bias
         else:
             bot = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
@@ -201,7 +206,7 @@ def build(W: dict[str, Any]) -> Compute:
         buyer = 1.0 if (s.prev_purchases or purchases) else 0.0
         k = s.session_number - 1
         z = (c_bias + (c_days * log1p(days_away) if days_away > 0 else c_days_0)
-             + (t_c_sessions[k] if 0 <= k < TABLE_SIZE else c_sessions * log1p(k))
+             + (t_c_sessions[k] if 0 <= k < table_size else c_sessions * log1p(k))
              + c_eng * engagement + c_frus * frustration + c_buyer * buyer + c_intent * intent)
         churn = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
         # content affinity
@@ -209,7 +214,7 @@ def build(W: dict[str, Any]) -> Compute:
         if sections:
             values = sections.values()
             top = max(values)
-            affinity = top / sum(values) * (t_a_depth[top] if 0 <= top < TABLE_SIZE else 1.0 - exp(-top / a_depth))
+            affinity = top / sum(values) * (t_a_depth[top] if 0 <= top < table_size else 1.0 - exp(-top / a_depth))
         else:
             affinity = 0.0
         # velocity
@@ -224,17 +229,17 @@ def build(W: dict[str, Any]) -> Compute:
                               + l_age * log1p(age / DAY_MS if age > 0 else 0.0) + l_pv * s.prev_pageviews))
         # conversion probability
         hist = s.prev_intent_visits
-        z = (p_bias + (t_p_pricing[pricing] if pricing < TABLE_SIZE else p_pricing * log1p(pricing))
-             + (t_p_product[product] if product < TABLE_SIZE else p_product * log1p(product))
+        z = (p_bias + (t_p_pricing[pricing] if pricing < table_size else p_pricing * log1p(pricing))
+             + (t_p_product[product] if product < table_size else p_product * log1p(product))
              + p_cart * (cart if cart < 3 else 3) + p_checkout * (checkout if checkout < 3 else 3)
-             + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + (t_p_pv[pv] if pv < TABLE_SIZE else p_pv * log1p(pv))
+             + p_atc * (atc if atc < 3 else 3) + p_eng * engagement + (t_p_pv[pv] if pv < table_size else p_pv * log1p(pv))
              + p_minutes * log1p(engaged_ms / 60_000.0)
-             + (t_p_hist[hist] if hist < TABLE_SIZE else p_hist * log1p(hist))
+             + (t_p_hist[hist] if hist < table_size else p_hist * log1p(hist))
              + (p_ret if s.session_number > 1 else 0.0) + p_buyer * buyer + p_frus * frustration + p_bot * bot
              + p_channel * prior.get(s.channel, 0.0))
         conversion = 1.0 / (1.0 + exp(-z)) if z >= 0 else 1.0 - 1.0 / (1.0 + exp(z))
         # session quality
-        quality = ((q_eng * engagement + (t_q_depth[pv] if pv < TABLE_SIZE else q_depth * (1.0 - exp(-pv / q_depth_scale)))
+        quality = ((q_eng * engagement + (t_q_depth[pv] if pv < table_size else q_depth * (1.0 - exp(-pv / q_depth_scale)))
                     + q_intent * intent
                     + (q_nb if s.events > 1 else 0.0)) * (1.0 - q_pen * frustration) * (1.0 - bot))
         # attention (the current page)
@@ -245,7 +250,7 @@ def build(W: dict[str, Any]) -> Compute:
         page_clicks = s.page_clicks
         attention = (at_dwell * (1.0 - exp(-(dwell if dwell > 0 else 0) / at_scale))
                      + at_scroll * (scroll if scroll < 1.0 else 1.0)
-                     + (t_at_clicks[page_clicks] if page_clicks < TABLE_SIZE
+                     + (t_at_clicks[page_clicks] if page_clicks < table_size
                         else at_clicks * (1.0 - exp(-page_clicks / at_cscale))))
         # navigation efficiency
         steps = pv if pv > 1 else 1
@@ -285,4 +290,5 @@ def build(W: dict[str, Any]) -> Compute:
             "channel_attribution": 100.0 * attribution,
         }, reasons
 
+    compute.tabulated = tabulate  # type: ignore[attr-defined]  # which one a test runs
     return compute
