@@ -22,6 +22,7 @@ order) and the Parquet files' bytes::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib.util
 import json
@@ -48,53 +49,25 @@ def _pipeline_bench():
 def write_segments(workload: str, events: int, batch: int, out: Path) -> int:
     """Log ``events`` scored events of ``workload`` through the real collect pipeline into
     segments under ``out`` (fsync off); returns how many records the log holds."""
-    import asyncio
-
-    from prometheus_client import CollectorRegistry
-
-    from clickstream_lake.control import sites as sites_mod
-    from clickstream_lake.control.config import ConfigCache, set_config
-    from clickstream_lake.control.db import ControlDB
-    from clickstream_lake.settings import DataDir
-    from ingest_worker import pipeline as pl
-    from ingest_worker.durable_log import DurableLog
-
-    bodies_of = _pipeline_bench()._bodies
-    tmp = tempfile.TemporaryDirectory(prefix="cs-flushgen-")
-    d = DataDir.resolve(Path(tmp.name)).ensure()
-    db = ControlDB(d.control_db)
-    db.migrate()
-    sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
-    set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
+    bench = _pipeline_bench()
     rng = random.Random(11)
 
     async def run() -> int:
-        from ingest_worker.metrics import WorkerMetrics
+        from ingest_worker import pipeline as pl
 
-        log = DurableLog(out, fsync=False)
-        log.open()
-        await log.start()
-        p = pl.Pipeline(ConfigCache(db), log, WorkerMetrics(CollectorRegistry()),
-                        scoring=pl.ScoringStage(secret=b"x" * 32))
-        for body, ip, ua in bodies_of(workload, max(1, events // batch), batch, pl.now_ms()):
-            if workload == "mixed":  # a few invalid events: quarantine records beside the rows
-                doc = json.loads(body)
-                for ev in doc["events"]:
-                    if rng.random() < 0.01:
-                        ev["type"] = "no such type"
-                body = json.dumps(doc).encode()
-            a = await p.collect(pl.IncomingRequest(host=HOST, headers={"user-agent": ua, "host": HOST}, client_ip=ip,
-                                                   received_ms=pl.now_ms(), body=body,
-                                                   content_type="application/json"))
-            assert a.status == 200, a.body
-        await log.close()
+        async with bench.bench_pipeline(out) as (p, log):
+            for body, ip, ua in bench._bodies(workload, max(1, events // batch), batch, pl.now_ms()):
+                if workload == "mixed":  # a few invalid events: quarantine records beside the rows
+                    doc = json.loads(body)
+                    for ev in doc["events"]:
+                        if rng.random() < 0.01:
+                            ev["type"] = "no such type"
+                    body = json.dumps(doc).encode()
+                a = await p.collect(bench.bench_request(body, ip, ua))
+                assert a.status == 200, a.body
         return log.stats.records
 
-    try:
-        return asyncio.run(run())
-    finally:
-        db.close()
-        tmp.cleanup()
+    return asyncio.run(run())
 
 
 def _lake_digest(root: Path) -> tuple[str, str]:

@@ -18,13 +18,16 @@ the ratio::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import statistics
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from _side_by_side import add_speedup, cpu_figures, export_revision, print_cpu_table, run_in_tree
 
@@ -77,11 +80,11 @@ def _bodies(workload: str, n_requests: int, batch: int, now_ms: int) -> list[tup
     return out
 
 
-def measure(workload: str, requests: int, batch: int) -> dict[str, float]:
-    """Run the pipeline on the code importable now (the baseline's or this tree's)."""
-    import asyncio
-    import time
-
+@contextlib.asynccontextmanager
+async def bench_pipeline(log_dir: Path | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """The collect ``Pipeline`` of the code importable now, on a temporary data directory with
+    the bench site (no rate limit) and an unsynced durable log in ``log_dir`` (default: the
+    data directory's); yields ``(pipeline, log)``.  Shared with benchmarks/flush.py."""
     from prometheus_client import CollectorRegistry
 
     from clickstream_lake.control import sites as sites_mod
@@ -95,37 +98,56 @@ def measure(workload: str, requests: int, batch: int) -> dict[str, float]:
     tmp = tempfile.TemporaryDirectory(prefix="cs-pipe-")
     d = DataDir.resolve(Path(tmp.name)).ensure()
     db = ControlDB(d.control_db)
-    db.migrate()
-    sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
-    set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
-
-    async def run() -> dict[str, float]:
-        log = DurableLog(d.log, fsync=False)
+    try:
+        db.migrate()
+        sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
+        set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
+        log = DurableLog(log_dir or d.log, fsync=False)
         log.open()
         await log.start()
-        p = pl.Pipeline(ConfigCache(db), log, WorkerMetrics(CollectorRegistry()), scoring=pl.ScoringStage(secret=b"x" * 32))
-        warm = _bodies(workload, max(5, requests // 10), batch, pl.now_ms())
-        bodies = _bodies(workload, requests, batch, pl.now_ms())
-
-        async def go(items: list[tuple[bytes, str, str]]) -> None:
-            for body, ip, ua in items:
-                a = await p.collect(pl.IncomingRequest(host=HOST, headers={"user-agent": ua, "host": HOST}, client_ip=ip,
-                                                       received_ms=pl.now_ms(), body=body, content_type="application/json"))
-                assert a.status == 200, a.body
-
-        await go(warm)
-        w0, c0 = time.perf_counter(), time.process_time()
-        await go(bodies)
-        w1, c1 = time.perf_counter(), time.process_time()
-        await log.close()
-        n = requests * batch
-        return {"wall_us": (w1 - w0) / n * 1e6, "cpu_us": (c1 - c0) / n * 1e6}
-
-    try:
-        return asyncio.run(run())
+        try:
+            yield pl.Pipeline(ConfigCache(db), log, WorkerMetrics(CollectorRegistry()),
+                              scoring=pl.ScoringStage(secret=b"x" * 32)), log
+        finally:
+            await log.close()
     finally:
         db.close()
         tmp.cleanup()
+
+
+def bench_request(body: bytes, ip: str, ua: str) -> Any:
+    """A ``POST /v1/collect`` to the bench site's host, as the pipeline receives it."""
+    from ingest_worker import pipeline as pl
+
+    return pl.IncomingRequest(host=HOST, headers={"user-agent": ua, "host": HOST}, client_ip=ip,
+                              received_ms=pl.now_ms(), body=body, content_type="application/json")
+
+
+def measure(workload: str, requests: int, batch: int) -> dict[str, float]:
+    """Run the pipeline on the code importable now (the baseline's or this tree's)."""
+    import asyncio
+    import time
+
+    from ingest_worker import pipeline as pl
+
+    async def run() -> dict[str, float]:
+        async with bench_pipeline() as (p, _log):
+            warm = _bodies(workload, max(5, requests // 10), batch, pl.now_ms())
+            bodies = _bodies(workload, requests, batch, pl.now_ms())
+
+            async def go(items: list[tuple[bytes, str, str]]) -> None:
+                for body, ip, ua in items:
+                    a = await p.collect(bench_request(body, ip, ua))
+                    assert a.status == 200, a.body
+
+            await go(warm)
+            w0, c0 = time.perf_counter(), time.process_time()
+            await go(bodies)
+            w1, c1 = time.perf_counter(), time.process_time()
+        n = requests * batch
+        return {"wall_us": (w1 - w0) / n * 1e6, "cpu_us": (c1 - c0) / n * 1e6}
+
+    return asyncio.run(run())
 
 
 def _run_round(src: Path, workload: str, requests: int, batch: int) -> dict[str, float]:
