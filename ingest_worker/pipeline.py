@@ -58,6 +58,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     visitor_cookie: tuple[str, int] | None = None  # (visitor id, max-age) to set as first-party cookie
     accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)
+    log_wait_s: float | None = None  # how long the accepted events waited for the durable log
 
     @classmethod
     def error(cls, status: int, reason: str, message: str, **extra: Any) -> Answer:
@@ -202,6 +203,7 @@ class Pipeline:
             return await self.reject_all(site, req, quarantined, 400, errors, rejected=rejected)
 
         # 5. durable log: acknowledged only once fsynced
+        log_t0 = time.perf_counter()
         try:
             await self.log.append(records + [quarantine_record(q) for q in quarantined])
         except (LogWriteError, LogOverloaded) as e:
@@ -213,9 +215,13 @@ class Pipeline:
             answer.headers["Retry-After"] = "1"
             return answer
 
+        log_wait_s = time.perf_counter() - log_t0
+
         # 6. answer: ids and scores of the last accepted event
         self.count(site.site_id, accepted, quarantined, duplicates)
-        return self.answer(site, accepted, rejected, duplicates, cookie_ok=bool(accepted) and cookie_ok)
+        answer = self.answer(site, accepted, rejected, duplicates, cookie_ok=bool(accepted) and cookie_ok)
+        answer.log_wait_s = log_wait_s
+        return answer
 
     # -- stages ------------------------------------------------------------------------------------------
     def tenant(self, host: str) -> SiteConfig | None:

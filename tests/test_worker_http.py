@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -164,6 +165,38 @@ def test_cors_preflight_allows_only_the_sites_domain(server, tenants):
     assert other.status_code == 403 and other.json()["reason"] == "cors_origin"
     r = post(server.url, "t.alpha.test", event(), headers={"Origin": "https://alpha.test"})
     assert r.headers["access-control-allow-origin"] == "https://alpha.test"
+
+
+def _timings(r: httpx.Response) -> dict[str, float]:
+    """The Server-Timing metrics of an answer: ``collect`` always, ``log`` when events were stored."""
+    header = r.headers["server-timing"]
+    assert re.fullmatch(r"collect;dur=\d+\.\d{3}(, log;dur=\d+\.\d{3})?", header), header
+    return {name: float(dur) for name, dur in re.findall(r"(\w+);dur=([\d.]+)", header)}
+
+
+def _served_ms(r: httpx.Response) -> float:
+    return _timings(r)["collect"]
+
+
+def test_server_timing_gives_the_workers_share_of_each_answer(server, tenants):
+    """Every collect answer (accepted, rejected, pixel) says how long it spent inside the worker;
+    a page on the site's own domain may read it (Timing-Allow-Origin), another origin may not."""
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = post(server.url, "t.alpha.test", event(), headers={"Origin": "https://www.alpha.test"})
+        client_ms = (time.perf_counter() - t0) * 1000
+        assert r.status_code == 200
+        timings = _timings(r)
+        # inside the worker, so never more than the round trip; the log wait is part of it
+        assert 0 < timings["log"] <= timings["collect"] <= client_ms
+        assert r.headers["timing-allow-origin"] == "https://www.alpha.test"
+    bad = post(server.url, "t.alpha.test", {"type": "teleport"})
+    assert bad.status_code == 400 and set(_timings(bad)) == {"collect"}  # nothing stored: no log wait
+    pixel = httpx.get(server.url + "/v1/collect.gif", params={"type": "page_view", "url": "/st"},
+                      headers={"Host": "t.alpha.test"})
+    assert pixel.status_code == 200 and _served_ms(pixel) > 0
+    foreign = post(server.url, "t.alpha.test", event(), headers={"Origin": "https://beta.test"})
+    assert "timing-allow-origin" not in foreign.headers and _served_ms(foreign) > 0
 
 
 def test_rate_limit_answers_429_with_retry_after(server_factory, tenants, data_dir):
