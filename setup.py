@@ -10,9 +10,23 @@ import runpy
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 SCORING = "ingest_worker/scoring"
+
+
+class optional_build_ext(build_ext):
+    """An optional extension that fails to build, whatever the error, leaves the package
+    pure Python (setuptools only filters its own error classes)."""
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # no compiler, no Python headers, ...
+            if not ext.optional:
+                raise
+            print(f"warning: building {ext.name} failed ({e}): the score formulas stay pure Python")
 
 
 def extensions() -> list:
@@ -30,7 +44,10 @@ def extensions() -> list:
         extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
         optional=True,
     )
-    return cythonize([ext], quiet=True)
+    built = cythonize([ext], quiet=True)
+    for e in built:  # cythonize's Extension objects do not keep ``optional``
+        e.optional = True
+    return built
 
 
-setup(ext_modules=extensions())
+setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext})

@@ -19,6 +19,7 @@ function's ``compiled`` attribute says which one it is (docs/scores.md, "Compile
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -65,7 +66,7 @@ def compiled_kernel() -> tuple[Any, str]:
 
 def _load_kernel() -> tuple[Any, str]:
     try:
-        from ingest_worker.scoring import _formulas_c
+        _formulas_c = importlib.import_module("ingest_worker.scoring._formulas_c")
     except ImportError as e:
         log.info("score formulas: compiled kernel not built (%s); using the Python formulas", e)
         return None, f"not built ({e})"
