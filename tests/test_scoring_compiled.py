@@ -199,3 +199,35 @@ def test_a_stale_kernel_is_not_used(monkeypatch, caplog):
     assert compute.compiled is False
     assert "built from other sources" in caplog.text
     assert formulas_mod.compiled_kernel()[0] is None
+
+
+class _SubState(VisitorState):
+    __slots__ = ()
+
+
+@needs_kernel
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(states())
+def test_slots_read_directly_or_by_getattr_give_the_same(case):
+    """A VisitorState's slots are read at their offsets; any other object (a subclass here)
+    by getattr: the same answers, the kernel answering itself either way."""
+    assert COMPILED.state_type is VisitorState
+    s, ua, now = case
+    sub = _SubState.__new__(_SubState)
+    for name in VisitorState.__slots__:
+        if hasattr(s, name):
+            setattr(sub, name, getattr(s, name))
+    before = COMPILED.fallbacks
+    a, b = COMPILED(s.copy(), ua, now), COMPILED(sub, ua, now)
+    assert COMPILED.fallbacks == before
+    same_scores(a[0], b[0])
+    assert a[1] == b[1]
+
+
+@needs_kernel
+def test_an_unset_slot_raises_as_in_python():
+    s = _edge_state("pageviews", 3)
+    del s.sections
+    for state in (s, _SubState.__new__(_SubState)):
+        got, want = _python_answer(state, 0, 1_790_000_001_000)
+        assert got is want is AttributeError

@@ -26,6 +26,7 @@ Do not edit one of formulas.py / this file without the other: the module embeds 
 both (see _source_hash.py), and formulas.py ignores a kernel built from other sources.
 """
 
+from cpython.object cimport PyObject
 from libc.math cimport exp, isfinite, isinf, isnan, log1p, sqrt
 
 cdef extern from *:
@@ -42,6 +43,8 @@ cdef extern from "Python.h":
     bint PyDict_CheckExact(object o) noexcept
     double PyFloat_AS_DOUBLE(object o) noexcept
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) noexcept
+
+from types import MemberDescriptorType
 
 SOURCE_HASH = FORMULAS_SOURCE_HASH.decode("ascii")
 
@@ -64,6 +67,85 @@ cdef enum:
 
 REASON_NAMES = ("crawler_ua", "automation_ua", "empty_ua", "webdriver", "no_screen", "regular_timing", "fast_timing")
 cdef tuple REASONS = tuple([tuple([REASON_NAMES[b] for b in range(7) if m >> b & 1]) for m in range(128)])
+
+
+cdef enum:
+    F_PAGEVIEWS
+    F_PRICING
+    F_PRODUCT
+    F_CART
+    F_CHECKOUT
+    F_ADD_TO_CART
+    F_PURCHASES
+    F_FORMS
+    F_PREV_INTENT_VISITS
+    F_CLICKS
+    F_RAGE_CLICKS
+    F_DEAD_CLICKS
+    F_ERRORS
+    F_BACK_FORTH
+    F_RELOADS
+    F_LAST_FUNNEL_MS
+    F_FLAGS
+    F_GAP_N
+    F_FAST_GAPS
+    F_SESSION_START_MS
+    F_PREV_SESSION_END_MS
+    F_PREV_PURCHASES
+    F_SESSION_NUMBER
+    F_EVENTS
+    F_FIRST_MS
+    F_PREV_PAGEVIEWS
+    F_PAGE_START_MS
+    F_PAGE_CLICKS
+    F_PRICE_SIGNALS
+    F_SOCIAL_PROOF
+    F_CHANNEL_EVIDENCE
+    F_ENGAGED_MS
+    N_INT_FIELDS
+    F_TOP_SUM = N_INT_FIELDS
+    F_PAGE_TOP
+    F_SCROLL_SUM
+    F_PAGE_SCROLL
+    F_GAP_MEAN
+    F_GAP_M2
+    N_NUM_FIELDS
+    F_CHANNEL = N_NUM_FIELDS
+    F_SECTIONS
+    N_FIELDS
+
+# The VisitorState slots run() reads, in the order of the F_* constants.
+FIELDS = (
+    "pageviews", "pricing", "product", "cart", "checkout", "add_to_cart", "purchases", "forms",
+    "prev_intent_visits", "clicks", "rage_clicks", "dead_clicks", "errors", "back_forth", "reloads",
+    "last_funnel_ms", "flags", "gap_n", "fast_gaps", "session_start_ms", "prev_session_end_ms",
+    "prev_purchases", "session_number", "events", "first_ms", "prev_pageviews", "page_start_ms",
+    "page_clicks", "price_signals", "social_proof", "channel_evidence", "engaged_ms", "top_sum",
+    "page_top", "scroll_sum", "page_scroll", "gap_mean", "gap_m2", "channel", "sections",
+)
+
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    enum: T_OBJECT_EX
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+
+cdef inline object field(object s, bint direct, Py_ssize_t* offs, int i):
+    """Slot ``FIELDS[i]`` of ``s``: read at its offset when ``s`` is exactly the VisitorState
+    the offsets were taken from (as CPython's LOAD_ATTR_SLOT does), else by getattr."""
+    cdef PyObject* p
+    if direct:
+        p = (<PyObject**>((<char*><PyObject*>s) + offs[i]))[0]
+        if p is NULL:
+            raise AttributeError(FIELDS[i])
+        return <object>p
+    return getattr(s, FIELDS[i])
 
 
 cdef inline bint read_int(object o, long long* out) noexcept:
@@ -197,6 +279,8 @@ cdef class Kernel:
     cdef double t_p_hist[TABLE]
     cdef double t_q_depth[TABLE]
     cdef double t_at_clicks[TABLE]
+    cdef Py_ssize_t offs[N_FIELDS]
+    cdef readonly object state_type  # the class whose slot offsets offs holds (None: getattr only)
 
     def __init__(self, dict p, fallback):
         """``p``: build()'s constants and tables by name; ``fallback``: its Python compute."""
@@ -276,6 +360,15 @@ cdef class Kernel:
         fill(self.t_p_hist, p["t_p_hist"])
         fill(self.t_q_depth, p["t_q_depth"])
         fill(self.t_at_clicks, p["t_at_clicks"])
+        self.state_type = None
+        st = p["VisitorState"]
+        for i in range(N_FIELDS):
+            desc = st.__dict__.get(FIELDS[i])
+            if type(desc) is not MemberDescriptorType or (<PyMemberDescrObject*><PyObject*>desc).d_member.type != T_OBJECT_EX:
+                break  # not a plain __slots__ slot: read by getattr
+            self.offs[i] = (<PyMemberDescrObject*><PyObject*>desc).d_member.offset
+        else:
+            self.state_type = st
 
     def __call__(self, s, ua, now_ms):
         try:
@@ -301,35 +394,64 @@ cdef class Kernel:
         cdef double price, social, attribution, term
         cdef int reasons = 0
         cdef bint first
+        cdef bint direct = type(s) is self.state_type
+        cdef long long iv[N_INT_FIELDS]
+        cdef double dv[N_NUM_FIELDS - N_INT_FIELDS]
+        cdef int i
 
         if not (read_int(ua_obj, &ua) and read_int(now_obj, &now)):
             return None
-        if not (read_int(s.pageviews, &pv) and read_int(s.pricing, &pricing) and read_int(s.product, &product)
-                and read_int(s.cart, &cart) and read_int(s.checkout, &checkout) and read_int(s.add_to_cart, &atc)
-                and read_int(s.purchases, &purchases) and read_int(s.forms, &forms)
-                and read_int(s.prev_intent_visits, &hist) and read_int(s.clicks, &clicks)
-                and read_int(s.rage_clicks, &rage) and read_int(s.dead_clicks, &dead)
-                and read_int(s.errors, &errors) and read_int(s.back_forth, &back_forth)
-                and read_int(s.reloads, &reloads) and read_int(s.last_funnel_ms, &last_funnel)
-                and read_int(s.flags, &flags) and read_int(s.gap_n, &n) and read_int(s.fast_gaps, &fast_gaps)
-                and read_int(s.session_start_ms, &session_start) and read_int(s.prev_session_end_ms, &prev_end)
-                and read_int(s.prev_purchases, &prev_purchases) and read_int(s.session_number, &session_number)
-                and read_int(s.events, &events) and read_int(s.first_ms, &first_ms)
-                and read_int(s.prev_pageviews, &prev_pageviews) and read_int(s.page_start_ms, &page_start)
-                and read_int(s.page_clicks, &page_clicks) and read_int(s.price_signals, &price_signals)
-                and read_int(s.social_proof, &social_proof) and read_int(s.channel_evidence, &channel_evidence)
-                and read_int(s.engaged_ms, &s_engaged)
-                and read_num(s.top_sum, &top_sum) and read_num(s.page_top, &page_top)
-                and read_num(s.scroll_sum, &scroll_sum) and read_num(s.page_scroll, &page_scroll)
-                and read_num(s.gap_mean, &gap_mean) and read_num(s.gap_m2, &gap_m2)):
-            return None
+        for i in range(N_INT_FIELDS):  # FIELDS: the int slots, then the float slots
+            if not read_int(field(s, direct, self.offs, i), &iv[i]):
+                return None
+        for i in range(N_INT_FIELDS, N_NUM_FIELDS):
+            if not read_num(field(s, direct, self.offs, i), &dv[i - N_INT_FIELDS]):
+                return None
+        pv = iv[F_PAGEVIEWS]
+        pricing = iv[F_PRICING]
+        product = iv[F_PRODUCT]
+        cart = iv[F_CART]
+        checkout = iv[F_CHECKOUT]
+        atc = iv[F_ADD_TO_CART]
+        purchases = iv[F_PURCHASES]
+        forms = iv[F_FORMS]
+        hist = iv[F_PREV_INTENT_VISITS]
+        clicks = iv[F_CLICKS]
+        rage = iv[F_RAGE_CLICKS]
+        dead = iv[F_DEAD_CLICKS]
+        errors = iv[F_ERRORS]
+        back_forth = iv[F_BACK_FORTH]
+        reloads = iv[F_RELOADS]
+        last_funnel = iv[F_LAST_FUNNEL_MS]
+        flags = iv[F_FLAGS]
+        n = iv[F_GAP_N]
+        fast_gaps = iv[F_FAST_GAPS]
+        session_start = iv[F_SESSION_START_MS]
+        prev_end = iv[F_PREV_SESSION_END_MS]
+        prev_purchases = iv[F_PREV_PURCHASES]
+        session_number = iv[F_SESSION_NUMBER]
+        events = iv[F_EVENTS]
+        first_ms = iv[F_FIRST_MS]
+        prev_pageviews = iv[F_PREV_PAGEVIEWS]
+        page_start = iv[F_PAGE_START_MS]
+        page_clicks = iv[F_PAGE_CLICKS]
+        price_signals = iv[F_PRICE_SIGNALS]
+        social_proof = iv[F_SOCIAL_PROOF]
+        channel_evidence = iv[F_CHANNEL_EVIDENCE]
+        s_engaged = iv[F_ENGAGED_MS]
+        top_sum = dv[F_TOP_SUM - N_INT_FIELDS]
+        page_top = dv[F_PAGE_TOP - N_INT_FIELDS]
+        scroll_sum = dv[F_SCROLL_SUM - N_INT_FIELDS]
+        page_scroll = dv[F_PAGE_SCROLL - N_INT_FIELDS]
+        gap_mean = dv[F_GAP_MEAN - N_INT_FIELDS]
+        gap_m2 = dv[F_GAP_M2 - N_INT_FIELDS]
         # Python indexes the tables with these when they are below 64: a negative one would
         # wrap around there; the Python formulas answer for such a state.
         if pv < 0 or pricing < 0 or product < 0 or hist < 0 or page_clicks < 0:
             return None
         if not 0 <= channel_evidence < self.n_evidence:
             return None
-        channel = s.channel
+        channel = field(s, direct, self.offs, F_CHANNEL)
 
         # intent
         z = (self.i_pricing * pricing + self.i_product * product + self.i_cart * cart + self.i_checkout * checkout
@@ -413,7 +535,7 @@ cdef class Kernel:
              + self.c_eng * engagement + self.c_frus * frustration + self.c_buyer * buyer + self.c_intent * intent)
         churn = sigmoid(z, &bad)
         # content affinity
-        sections = s.sections
+        sections = field(s, direct, self.offs, F_SECTIONS)
         if not PyDict_CheckExact(sections):
             return None
         if sections:

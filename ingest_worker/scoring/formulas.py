@@ -347,7 +347,8 @@ def build(W: dict[str, Any], *, tabulate: bool = True, compiled: bool | None = N
     kernel, why = compiled_kernel()
     if kernel is not None:
         try:  # the kernel binds this function's constants and tables by name
-            return kernel({**locals(), "FLAG_WEBDRIVER": FLAG_WEBDRIVER, "FLAG_NO_SCREEN": FLAG_NO_SCREEN}, compute)
+            return kernel({**locals(), "FLAG_WEBDRIVER": FLAG_WEBDRIVER, "FLAG_NO_SCREEN": FLAG_NO_SCREEN,
+                           "VisitorState": VisitorState}, compute)
         except (KeyError, TypeError, ValueError) as e:  # e.g. a weights document with int weights
             why = f"the weights do not fit the kernel ({e})"
             log.warning("score formulas: %s; using the Python formulas", why)
