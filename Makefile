@@ -2,19 +2,27 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
+# The compiled score kernel (setup.py; optional: without a compiler the formulas run as
+# pure Python).  Editing its sources rebuilds it in place on the next make venv/test/demo.
+KERNEL := ingest_worker/scoring/_formulas_c.pyx ingest_worker/scoring/formulas.py ingest_worker/scoring/_source_hash.py
+KSTAMP := $(VENV)/.kernel-built
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench venv clean browser
 
-venv: $(STAMP)
+venv: $(STAMP) $(KSTAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@ $(KSTAMP)
+
+$(KSTAMP): $(KERNEL) | $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 browser:
@@ -34,4 +42,5 @@ bench: venv
 	@for b in $$(ls benchmarks/*.py | grep -v "/_"); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts build ingest_worker/scoring/_formulas_c.c \
+		ingest_worker/scoring/_formulas_c.*.so

@@ -9,11 +9,20 @@ Weights are non-negative where the docs promise a direction, so monotonic behavi
 from the shape.  :func:`build` binds a weights document (loaded once per process) into a
 ``compute(state, ua_flags, now_ms)`` closure: the weights become closure constants, which
 keeps the per-event cost to a few microseconds.
+
+When the typed Cython kernel ``_formulas_c`` is built and current (compiled from these very
+sources), ``build()`` returns it instead of the closure: the same scores to the bit at a
+fraction of the cost, falling back to the closure for any input outside its exact domain.
+``CLICKSTREAM_COMPILED=0`` in the environment keeps the pure-Python closure; the returned
+function's ``compiled`` attribute says which one it is (docs/scores.md, "Compiled kernel").
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +30,8 @@ from ingest_worker.scoring import bot as bot_mod
 from ingest_worker.scoring.features import FLAG_NO_SCREEN, FLAG_WEBDRIVER
 from ingest_worker.sessions import VisitorState
 
+log = logging.getLogger(__name__)
+COMPILED_ENV = "CLICKSTREAM_COMPILED"  # "0": never use the compiled kernel
 DAY_MS = 86_400_000.0
 TABLE_SIZE = 64  # counts below this take their terms from tables built with the weights
 Compute = Callable[[VisitorState, int, int], tuple[dict[str, float], tuple[str, ...]]]
@@ -37,12 +48,51 @@ def sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-def build(W: dict[str, Any], *, tabulate: bool = True) -> Compute:
+_kernel_status: tuple[Any, str] | None = None  # (Kernel class or None, why), once per process
+
+
+def compiled_kernel() -> tuple[Any, str]:
+    """``(Kernel, "compiled")`` when the compiled kernel can be used, else ``(None, why not)``:
+    turned off by ``CLICKSTREAM_COMPILED=0``, not built (no compiler when the package was
+    installed), or stale (built from other sources than the formulas.py / _formulas_c.pyx
+    on disk -- logged as a warning)."""
+    global _kernel_status
+    if os.environ.get(COMPILED_ENV, "").strip() == "0":
+        return None, f"turned off by {COMPILED_ENV}=0"
+    if _kernel_status is None:
+        _kernel_status = _load_kernel()
+    return _kernel_status
+
+
+def _load_kernel() -> tuple[Any, str]:
+    try:
+        _formulas_c = importlib.import_module("ingest_worker.scoring._formulas_c")
+    except ImportError as e:
+        log.info("score formulas: compiled kernel not built (%s); using the Python formulas", e)
+        return None, f"not built ({e})"
+    from ingest_worker.scoring._source_hash import source_hash
+
+    try:
+        current = source_hash()
+    except OSError as e:
+        current = f"unreadable sources ({e})"
+    if _formulas_c.SOURCE_HASH != current:
+        log.warning("score formulas: the compiled kernel %s was built from other sources than formulas.py / "
+                    "_formulas_c.pyx (rebuild: make venv, or pip install -e .); using the Python formulas",
+                    _formulas_c.__file__)
+        return None, "stale (built from other sources; rebuild with make venv)"
+    return _formulas_c.Kernel, "compiled"
+
+
+def build(W: dict[str, Any], *, tabulate: bool = True, compiled: bool | None = None) -> Compute:
     """Bind the weights ``W`` into the per-event score function.
 
     ``tabulate=False`` evaluates every term from its formula (no small-count tables, no
     constant bot score): the reference the tabulated function is checked against, bit for
-    bit, in tests/test_scoring_fast.py."""
+    bit, in tests/test_scoring_fast.py.  The tabulated function is the compiled kernel when
+    :func:`compiled_kernel` offers one (``compiled=None``, the default), never with
+    ``compiled=False``; ``compiled=True`` raises RuntimeError when there is none.  Either way
+    the result has the attributes ``tabulated`` and ``compiled``."""
     exp = math.exp
     log1p = math.log1p
     sqrt = math.sqrt
@@ -291,4 +341,17 @@ def build(W: dict[str, Any], *, tabulate: bool = True) -> Compute:
         }, reasons
 
     compute.tabulated = tabulate  # type: ignore[attr-defined]  # which one a test runs
+    compute.compiled = False  # type: ignore[attr-defined]
+    if not tabulate or compiled is False:
+        return compute
+    kernel, why = compiled_kernel()
+    if kernel is not None:
+        try:  # the kernel binds this function's constants and tables by name
+            return kernel({**locals(), "FLAG_WEBDRIVER": FLAG_WEBDRIVER, "FLAG_NO_SCREEN": FLAG_NO_SCREEN,
+                           "VisitorState": VisitorState}, compute)
+        except (KeyError, TypeError, ValueError) as e:  # e.g. a weights document with int weights
+            why = f"the weights do not fit the kernel ({e})"
+            log.warning("score formulas: %s; using the Python formulas", why)
+    if compiled:
+        raise RuntimeError(f"the compiled score formulas are not available: {why}")
     return compute
