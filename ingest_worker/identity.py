@@ -129,11 +129,11 @@ def resolve_visitor(
     if allowed:
         cookie = req.cookie_visitor_id if req else ""
         if cookie and VISITOR_ID.fullmatch(cookie):
-            return Identity(cookie, True, "cookie")
+            return _cookie_identity(cookie)
         if event.sdk_visitor_id:
             vid = sdk_visitor_id(site, event.sdk_visitor_id, secret)
             if vid:
-                return Identity(vid, True, "sdk")
+                return _sdk_identity(vid)
     ua = req.user_agent if req else ""
     ip = req.ip if req else ""
     day = now_ms // DAY_MS

@@ -31,17 +31,7 @@ from clickstream_lake.control.config import SiteConfig
 from ingest_worker import device
 from ingest_worker.device import parse_device
 from ingest_worker.events import RequestInfo, TrackedEvent
-from ingest_worker.identity import (
-    DAY_MS,
-    VISITOR_ID,
-    Identity,
-    _cookie_identity,
-    _hash_identity,
-    _sdk_identity,
-    keyed_hash,
-    resolve_visitor,
-    sdk_visitor_id,
-)
+from ingest_worker.identity import Identity, resolve_visitor
 from ingest_worker.scoring import bot as bot_mod
 from ingest_worker.scoring.bot import ua_flags
 from ingest_worker.scoring.features import observe
@@ -163,8 +153,8 @@ class Scorer:
         self._hosts: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
         self._last_hosts: tuple[SiteConfig | None, frozenset[str]] = (None, frozenset())
         self.last_identity: Identity | None = None
-        # (site, UA, IP, receive ms) of the last request's events -> (today's keyed hash, device, UA flags)
-        self._request_memo: tuple[Any, ...] = (None, None, None, None, "", ("", "", ""), 0)
+        # the last request's User-Agent -> (its device fields, its bot flags)
+        self._request_memo: tuple[Any, ...] = (None, ("", "", ""), 0)
         device.warm_up()
         bot_mod.warm_up()
 
@@ -199,10 +189,10 @@ class Scorer:
         return self._process_general(event, config)
 
     def _process_request_event(self, event: TrackedEvent, config: SiteConfig, req: RequestInfo) -> dict[str, float]:
-        """:meth:`_process_general` with ``resolve_visitor`` inlined, the device and UA flags
-        worked out once per request (:func:`_score_state` takes them), and the store's lock
-        taken once around get → score → put: the same store operations in the
-        same order, the same results (tests/test_scoring_fast.py compares both paths)."""
+        """:meth:`_process_general` with the device and UA flags worked out once per request
+        (:func:`_score_state` takes them) and the store's lock taken once around get → score →
+        put: the same store operations in the same order, the same results
+        (tests/test_scoring_fast.py compares both paths)."""
         site = req.site_id
         now = req.received_ms
         ua = req.user_agent
@@ -211,42 +201,17 @@ class Scorer:
         lock = self._lock
         lock.acquire()
         try:
-            # -- identity: resolve_visitor(event, config, secret, now, known=store.has), inlined
-            allowed = not config.consent_required or event.consent is True
-            ident = None
-            if allowed:
-                cookie = req.cookie_visitor_id
-                if cookie and VISITOR_ID.fullmatch(cookie):
-                    ident = _cookie_identity(cookie)
-                elif event.sdk_visitor_id:
-                    vid = sdk_visitor_id(site, event.sdk_visitor_id, self.secret)
-                    if vid:
-                        ident = _sdk_identity(vid)
-            # what depends only on the request (site, UA, IP, receive time) is worked out once per
-            # request: its events share these very objects (pure functions of them, so equal)
-            ip = req.ip
-            memo = self._request_memo
-            if memo[0] is site and memo[1] is ua and memo[2] is ip and memo[3] == now:
-                today, device, flags = memo[4], memo[5], memo[6]
-            else:
-                today = keyed_hash(site, ua, ip, self.secret, now // DAY_MS)
-                device = parse_device(ua)
-                flags = ua_flags(ua)
-                self._request_memo = (site, ua, ip, now, today, device, flags)
-            if ident is None:
-                vid = today
-                if not store.has(site, vid, now):
-                    yesterday = keyed_hash(site, ua, ip, self.secret, now // DAY_MS - 1)
-                    if store.has(site, yesterday, now):
-                        vid = yesterday
-                last = self.last_identity  # the previous event's: usually the same visitor
-                if (last is not None and last.visitor_id == vid and last.set_cookie is allowed
-                        and last.method == "hash"):
-                    ident = last
-                else:
-                    ident = _hash_identity(vid, allowed)
+            ident = resolve_visitor(event, config, self.secret, now, known=lambda vid: store.has(site, vid, now))
             self.last_identity = ident
             vid = event.visitor_id = ident.visitor_id
+            # the device and the UA's bot flags depend only on the User-Agent: worked out once
+            # per request, its events share these very objects
+            memo = self._request_memo
+            if memo[0] is ua:
+                device, flags = memo[1], memo[2]
+            else:
+                device, flags = parse_device(ua), ua_flags(ua)
+                self._request_memo = (ua, device, flags)
             ts = event.ts_ms
             store_lock = store.lock
             store_lock.acquire()
