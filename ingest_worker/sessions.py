@@ -269,7 +269,7 @@ class SessionStore:
         self.max_visitors = max_visitors
         self.idle_ms = idle_ms
         self._states: OrderedDict[tuple[str, str], VisitorState] = OrderedDict()
-        self.lock = self._lock = threading.Lock()  # held by get/put; *_locked callers hold it themselves
+        self.lock = threading.Lock()  # held by get/put; *_locked callers hold it themselves
         self.evictions = 0
         self.expirations = 0
 
@@ -314,27 +314,22 @@ class SessionStore:
         while len(states) > self.max_visitors:
             states.popitem(last=False)
             self.evictions += 1
-        # sweep up to two expired states from the cold end (amortised O(1)); unrolled,
-        # the usual put looks at one cold state and stops
-        if not states:  # max_visitors 0
-            return
-        idle = self.idle_ms
-        cold_key = next(iter(states))
-        if now - states[cold_key].last_ms > idle:
+        # sweep up to two expired states from the cold end (amortised O(1))
+        for _ in range(2):
+            if not states:  # max_visitors 0
+                break
+            cold_key = next(iter(states))
+            if now - states[cold_key].last_ms <= self.idle_ms:
+                break
             del states[cold_key]
             self.expirations += 1
-            if states:
-                cold_key = next(iter(states))
-                if now - states[cold_key].last_ms > idle:
-                    del states[cold_key]
-                    self.expirations += 1
 
     def discard(self, site_id: str, visitor_id: str) -> None:
-        with self._lock:
+        with self.lock:
             self._states.pop((site_id, visitor_id), None)
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             self._states.clear()
 
     def rebuild(self, rows: Iterable[Mapping[str, Any] | TrackedEvent]) -> int:

@@ -33,7 +33,7 @@ import zlib
 
 from ingest_worker import channel as channel_mod
 from ingest_worker.events import TrackedEvent
-from ingest_worker.sessions import MAX_SECTIONS, SESSION_IDLE_MS, SESSION_MAX_MS, VisitorState, campaign_key
+from ingest_worker.sessions import MAX_SECTIONS, VisitorState
 
 ACTIVE_GAP_CAP_MS = 5 * 60_000
 RAGE_WINDOW_MS = 1000
@@ -119,10 +119,7 @@ def is_dead_click(event: TrackedEvent) -> bool:
 def observe(state: VisitorState, event: TrackedEvent, own_hosts: frozenset[str] = frozenset()) -> None:
     """Apply ``event`` to ``state`` (session rules first, then the features)."""
     t = event.ts_ms
-    # state.needs_new_session(event), inlined (campaign_key is '' unless one of its parts is set)
-    if (not state.session_number or t - state.last_ms > SESSION_IDLE_MS or t - state.session_start_ms >= SESSION_MAX_MS
-            or ((event.utm_source or event.utm_campaign or event.gclid or event.fbclid or event.msclkid)
-                and campaign_key(event) != state.campaign)):
+    if state.needs_new_session(event):
         state.start_session(event)
         ch = event.channel or channel_mod.classify(
             event.utm_source, event.utm_medium, event.utm_campaign,
