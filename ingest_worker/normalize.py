@@ -505,8 +505,8 @@ URL_CACHE_MAX_CHARS = 512  # longer URLs are parsed each time (bounds the cache 
 _NO_PARAMS = ("",) * len(URL_PARAMS)
 
 assert STRING_FIELDS == ("name", "url", "referrer", "title", "visitor_id", "screen", "viewport", "language",
-                         "timezone", "target", "currency"), "parse_well_formed reads these fields by name"
-assert NUMBER_FIELDS == ("ts", "scroll_depth", "time_on_page_ms", "x", "y", "value"), "parse_well_formed reads these"
+                         "timezone", "target", "currency"), "parse_well_formed unpacks these in this order"
+assert NUMBER_FIELDS == ("ts", "scroll_depth", "time_on_page_ms", "x", "y", "value"), "parse_well_formed unpacks these in this order"
 
 # TrackedEvent is built positionally on the fast path (a third of the cost of 33 keywords)
 _POSITIONAL = (
@@ -581,20 +581,11 @@ def parse_well_formed(
     if type(etype) is not str or etype not in _EVENT_TYPE_SET:
         return None
     max_chars = max_bytes // 4  # len * 4 <= max_bytes: within the limit whatever the encoding
-    # one get per field, unrolled (a loop costs as much as the checks, and map(get, ...) more
-    # than the plain calls): a string is None or a str of at most max_chars; a number None, an
-    # int of float range or a finite float (v - v is nan for inf and nan)
-    name = get("name")
-    raw_url = get("url")
-    referrer = get("referrer")
-    title = get("title")
-    visitor_id = get("visitor_id")
-    screen = get("screen")
-    viewport = get("viewport")
-    language = get("language")
-    timezone = get("timezone")
-    target = get("target")
-    currency = get("currency")
+    # one get per field, the checks unrolled (a loop costs as much as the checks): a string is
+    # None or a str of at most max_chars; a number None, an int of float range or a finite
+    # float (v - v is nan for inf and nan)
+    name, raw_url, referrer, title, visitor_id, screen, viewport, language, timezone, target, currency = map(
+        get, STRING_FIELDS)
     if name is None:
         name = ""
     elif type(name) is not str or len(name) > max_chars:
@@ -639,12 +630,7 @@ def parse_well_formed(
         currency = ""
     elif type(currency) is not str or len(currency) > max_chars:
         return None
-    ts = get("ts")
-    sd = get("scroll_depth")
-    top = get("time_on_page_ms")
-    x = get("x")
-    y = get("y")
-    value = get("value")
+    ts, sd, top, x, y, value = map(get, NUMBER_FIELDS)
     if ts is not None and not ((type(ts) is int and -_BIG_INT < ts < _BIG_INT)
             or (type(ts) is float and ts - ts == 0.0)):
         return None
