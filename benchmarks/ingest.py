@@ -236,6 +236,15 @@ def lake_count(lake: Path) -> int:
     return total
 
 
+def wait_drained(lakes: list[Path], target: int, timeout_s: float = 60.0) -> float:
+    """Seconds until ``lakes`` together hold ``target`` event rows (the flush catching up
+    after the load stopped; gives up after ``timeout_s``)."""
+    t0 = time.perf_counter()
+    while sum(lake_count(lake) for lake in lakes) < target and time.perf_counter() - t0 < timeout_s:
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
 async def visibility(port: int, lake: Path, n: int, rate: float) -> dict:
     seen: dict[str, float] = {}
     known_files: set[Path] = set()
@@ -423,11 +432,7 @@ def main() -> None:
         before = lake_count(data.lake)
         cpu0 = process_cpu_s(proc.pid)
         b = loop.run_until_complete(batched(port, args.duration, args.batch, args.connections, args.visitors))
-        t_end = time.perf_counter()
-        target = before + b["acked"] + (0)
-        while lake_count(data.lake) < target and time.perf_counter() - t_end < 60:
-            time.sleep(0.05)
-        drained = time.perf_counter() - t_end
+        drained = wait_drained([data.lake], before + b["acked"])
         cpu1 = process_cpu_s(proc.pid)
         own_s, children_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         cpu_s = own_s + children_s

@@ -20,12 +20,11 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import _event, batched, bench_server, lake_count, process_cpu_s, steady_rate  # noqa: E402
+from ingest import _event, batched, bench_server, lake_count, process_cpu_s, steady_rate, wait_drained  # noqa: E402
 
 
 def run(n_servers: int, seconds: float, batch: int, connections: int, visitors: int) -> dict:
@@ -47,11 +46,8 @@ def run(n_servers: int, seconds: float, batch: int, connections: int, visitors: 
 
             results = loop.run_until_complete(load())
             loop.close()
-            t_end = time.perf_counter()
             acked = sum(r["acked"] for r in results)
-            while sum(lake_count(d.lake) for _, d, _ in servers) < before + acked and time.perf_counter() - t_end < 60:
-                time.sleep(0.05)
-            drained = time.perf_counter() - t_end
+            drained = wait_drained([d.lake for _, d, _ in servers], before + acked)
             cpu1 = [process_cpu_s(p.pid) for _, _, p in servers]
         finally:
             for _, _, p in servers:
