@@ -3,10 +3,10 @@
 * ``formulas.build`` (small-count terms from tables, a constant bot score when there is no
   bot evidence) against ``build(..., tabulate=False)`` -- every term from its formula --
   over arbitrary visitor states: the same 16 floats to the bit and the same reasons;
-* ``Scorer.process`` (identity -- cookie, SDK id or keyed hash -- and ``score`` inlined, the
-  store's lock taken once) against ``Scorer._process_general`` (``resolve_visitor`` +
-  ``score``) over arbitrary event streams: the same visitor ids, sessions, scores,
-  identities and session stores.
+* ``Scorer.process`` (the device and the UA's bot flags worked out once per request, the
+  store's lock taken once around get -> score -> put) against ``Scorer._process_general``
+  (``resolve_visitor`` + ``score``) over arbitrary event streams: the same visitor ids,
+  sessions, scores, identities and session stores.
 """
 
 from __future__ import annotations
