@@ -107,6 +107,57 @@ def test_parse_body_never_raises(raw):
         assert 1 <= len(out) <= 3
 
 
+def _same_json(a, b) -> bool:
+    """Equal documents, type for type (1 and 1.0 differ; -0.0 and 0.0 differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b
+
+
+wide_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
+    | st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=12,
+)
+
+
+def _texts(value) -> list[bytes]:
+    text = json.dumps(value)  # ASCII with \u escapes (lone surrogates included), NaN/Infinity literals
+    return [text.encode(), json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+            b"\xef\xbb\xbf" + text.encode(), f"  {text}\n".encode()]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(wide_json | st.builds(lambda k, v: {"events": [{k: v}]}, st.text(max_size=5), wide_json))
+def test_the_fast_json_decoder_reads_what_json_reads_or_leaves_it_to_json(value):
+    from ingest_worker.normalize import _SLOW, _loads
+
+    for raw in _texts(value) + [b"[1e400]", b"[-12345678901234567890]", b"{\"a\": 1, \"a\": 2}", b"[1.5e-400]"]:
+        fast = _loads(raw)
+        if fast is _SLOW:
+            continue
+        try:
+            slow = json.loads(raw.decode("utf-8-sig"))
+        except (ValueError, RecursionError) as e:
+            raise AssertionError(f"orjson read {raw!r}, json refuses it: {e}") from None
+        assert _same_json(fast, slow), (raw, fast, slow)
+
+
+def test_long_integers_and_nan_take_json():
+    assert parse_body(b'{"type": "page_view", "ts": 123456789012345678901234}')[0]["ts"] == 123456789012345678901234
+    nan = parse_body(b'{"type": "page_view", "value": NaN}')
+    assert isinstance(nan, Rejection) and "NaN" in nan.reason
+    assert parse_body(b'\xef\xbb\xbf{"type": "click"}') == [{"type": "click"}]
+
+
 # --- parse_event: arbitrary input -----------------------------------------------------------------
 fieldish = st.sampled_from(
     ["type", "url", "ts", "event_id", "hem", "props", "value", "scroll_depth", "screen", "consent", "x", "order_id",
