@@ -288,9 +288,9 @@ async def visibility(port: int, lake: Path, n: int, rate: float) -> dict:
 
 
 # --- setup ------------------------------------------------------------------------------------------------
-def bench_server(directory: Path) -> tuple[int, DataDir, subprocess.Popen]:
-    """A ``clickstream serve`` on a free loopback port over a fresh data directory holding the
-    bench site (no rate limit): (port, data dir, process)."""
+def bench_server(directory: Path, shards: int = 1) -> tuple[int, DataDir, subprocess.Popen]:
+    """A ``clickstream serve [--shards N]`` on a free loopback port over a fresh data directory
+    holding the bench site (no rate limit): (port, data dir, process)."""
     import socket
 
     with socket.socket() as s:
@@ -302,15 +302,16 @@ def bench_server(directory: Path) -> tuple[int, DataDir, subprocess.Popen]:
     sites_mod.add_site(db, "bench", domain="bench.test", hostnames=[HOST], plan="enterprise")
     set_config(db, "bench", {"rate_limit_eps": 1e9, "rate_limit_burst": 1_000_000_000})
     db.close()
-    return port, data, start_server(data, port)
+    return port, data, start_server(data, port, shards)
 
 
-def start_server(data: DataDir, port: int) -> subprocess.Popen:
+def start_server(data: DataDir, port: int, shards: int = 1) -> subprocess.Popen:
     import httpx
 
     env = {**os.environ, "CLICKSTREAM_DATA": str(data.path)}
     proc = subprocess.Popen([sys.executable, "-m", "clickstream_lake", "serve", "--port", str(port),
-                             "--data", str(data.path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "--data", str(data.path), "--shards", str(shards)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:

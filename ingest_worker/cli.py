@@ -18,10 +18,19 @@ def serve(
                                           help="Seconds to wait for a pong before closing a WebSocket."),
     graceful_timeout: float = typer.Option(5.0, "--graceful-timeout",
                                            help="Seconds open requests (live SSE streams) get at shutdown."),
+    shards: int = typer.Option(
+        1, "--shards", min=1, max=16,
+        help="Processes that score events, each owning a hash share of the visitors (ingest_worker.shards); "
+             "1 scores in the server process. Also CLICKSTREAM_SHARDS."),
     data: str | None = DataOption,
 ) -> None:
     """Serve collect, SQL, stream, dashboards, /healthz and /metrics."""
+    import os
+
     import uvicorn
+
+    if shards != 1:
+        os.environ["CLICKSTREAM_SHARDS"] = str(shards)
 
     from clickstream_lake.context import AppContext
     from ingest_worker.app import build_app

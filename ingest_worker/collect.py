@@ -13,6 +13,9 @@ replay of what the log held at start, and the compaction of closed partitions.
 
 ``subscribers`` is the live stream hub's hook: callables ``(site_id, event, scores)``
 called after an event is acknowledged.  With no subscriber the cost is one ``if``.
+``watchers`` (``site_id → bool``) tell whether anyone watches a site: with scoring shards
+(``clickstream serve --shards N``, :mod:`ingest_worker.shards`) a shard sends the scored
+events back only for a watched site.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +46,7 @@ from ingest_worker.durable_log import DurableLog, read_segment
 from ingest_worker.flusher import ROW_KINDS, Flusher, FlushResult, recent_event_ids, record_key
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.rebuild import RebuildResult, rebuild_sessions
+from ingest_worker.shards import ShardedScoring, ShardPool, shards_from_env
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,9 @@ class CollectComponent:
                                on_flush=self._flushed, processes=True)
         self.compact_interval = _env_float("CLICKSTREAM_COMPACT_INTERVAL", 300.0)
         self.subscribers: list[pl.Subscriber] = []
+        self.watchers: list[Callable[[str], bool]] = []
+        self.shard_count = shards_from_env()
+        self.shard_pool: ShardPool | None = None
         self.pipeline: pl.Pipeline | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._groups_counted = 0
@@ -106,8 +114,14 @@ class CollectComponent:
             log.warning("replayed %d log segment(s): %d events, %d quarantined, %d duplicates skipped",
                         res.segments, res.events, res.quarantined, res.duplicates)
         scoring = pl.ScoringStage(secret=_identity_secret(self.ctx))
+        sharded = None
+        if self.shard_count > 1:
+            self.shard_pool = ShardPool(self.shard_count, scoring.scorer.secret, self.ctx.lake.root,
+                                        ready_timeout=max(self.rebuild_wait_s, 60.0),
+                                        before_respawn=self.flusher.flush_now)
+            sharded = ShardedScoring(self.shard_pool, self._watched)
         self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,
-                                    dedupe=dedupe)
+                                    dedupe=dedupe, shards=sharded)
         await self.log.start()
         await self.flusher.start()
         self._rebuilder = asyncio.create_task(self._rebuild_sessions(scoring), name="session-rebuild")
@@ -119,7 +133,10 @@ class CollectComponent:
         leftovers are already in it) into the session store, off the event loop.  Collect
         requests wait for this (``CLICKSTREAM_REBUILD_WAIT``, then 503 + Retry-After)."""
         try:
-            self.rebuilt = await asyncio.to_thread(rebuild_sessions, self.ctx.lake, scoring.scorer)
+            if self.shard_pool is not None:  # each shard rebuilds its own visitors
+                self.rebuilt = await self.shard_pool.start()
+            else:
+                self.rebuilt = await asyncio.to_thread(rebuild_sessions, self.ctx.lake, scoring.scorer)
             log.info("sessions rebuilt: %d visitors from %d rows in %d files (%.2f s)", self.rebuilt.visitors,
                      self.rebuilt.rows, self.rebuilt.files, self.rebuilt.seconds)
         except Exception:  # noqa: BLE001 - serve with fresh sessions rather than not at all
@@ -136,6 +153,8 @@ class CollectComponent:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
+        if self.shard_pool is not None:
+            await self.shard_pool.stop()
         await self.flusher.stop()
         await self.log.close()
 
@@ -143,7 +162,11 @@ class CollectComponent:
         ok = not self.flusher.last_error
         return {"collect": {"ok": ok, "sessions_ready": self.sessions_ready.is_set(),
                             "log_pending_bytes": self.log.pending_bytes,
-                            "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error}}
+                            "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error,
+                            **({"shards": self.shard_pool.health()} if self.shard_pool is not None else {})}}
+
+    def _watched(self, site_id: str) -> bool:
+        return any(watching(site_id) for watching in self.watchers)
 
     # -- routes ------------------------------------------------------------------------------------
     async def post_collect(self, request: Request) -> Response:
@@ -205,7 +228,7 @@ class CollectComponent:
         except Exception:  # a bug must not look like the client's fault, nor kill the worker
             log.exception("collect failed")
             return pl.Answer.error(500, "internal_error", "internal error; the event was not acknowledged")
-        if answer.accepted and self.subscribers:
+        if answer.accepted and self.subscribers and answer.streamable:
             site_id = answer.accepted[0][0].site_id
             for event, scores in answer.accepted:
                 for subscriber in self.subscribers:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clickstream_lake.control.config import SiteConfig
-from ingest_worker.events import TrackedEvent
+from ingest_worker.events import RequestInfo, TrackedEvent
 
 DAY_MS = 86_400_000
 VISITOR_ID = re.compile(r"v_[0-9a-f]{16,64}|v_[a-z2-7]{26}")
@@ -143,6 +143,30 @@ def resolve_visitor(
         if known(yesterday):
             return _hash_identity(yesterday, allowed)
     return _hash_identity(today, allowed)
+
+
+def routing_id(obj: object, req: RequestInfo, config: SiteConfig, secret: bytes) -> str:
+    """The visitor id :func:`resolve_visitor` will most likely give the raw (not yet
+    validated) event object ``obj`` of a request: what ``clickstream serve --shards N``
+    routes an event by, before a shard validates it.
+
+    The same precedence on the raw fields (cookie, else the SDK ``visitor_id``, else today's
+    keyed hash; consent per event), without the look-up of yesterday's hash, which needs the
+    visitor's shard.  For a valid event it equals the resolved id except when yesterday's
+    keyed hash wins at midnight (tests/test_shards.py checks it on arbitrary events)."""
+    site = req.site_id
+    get = obj.get if type(obj) is dict else None
+    allowed = not config.consent_required or (get is not None and get("consent") is True)
+    if allowed:
+        cookie = req.cookie_visitor_id
+        if cookie and VISITOR_ID.fullmatch(cookie):
+            return cookie
+        raw = get("visitor_id") if get is not None else None
+        if type(raw) is str and raw:
+            vid = sdk_visitor_id(site, raw, secret)
+            if vid:
+                return vid
+    return keyed_hash(site, req.user_agent, req.ip, secret, req.received_ms // DAY_MS)
 
 
 @functools.lru_cache(maxsize=HASH_CACHE_SIZE)

@@ -59,6 +59,7 @@ class Answer:
     visitor_cookie: tuple[str, int] | None = None  # (visitor id, max-age) to set as first-party cookie
     accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)
     log_wait_s: float | None = None  # how long the accepted events waited for the durable log
+    streamable: bool = True  # ``accepted`` holds TrackedEvents (not a shard's ScoredRefs)
 
     @classmethod
     def error(cls, status: int, reason: str, message: str, **extra: Any) -> Answer:
@@ -76,6 +77,20 @@ class IncomingRequest:
     body: bytes = b""
     content_type: str = ""
     query: Mapping[str, str] | None = None  # the pixel's query string instead of a body
+
+
+@dataclass
+class Scored:
+    """What the "each event" stage made of a request's events, in event order."""
+
+    records: list[bytes] = field(default_factory=list)  # log records of the accepted events
+    accepted: list[tuple[Any, dict[str, float] | None]] = field(default_factory=list)  # (event, scores)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "error"} per refused event
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+    reserved: list[tuple[str, str]] = field(default_factory=list)  # dedupe keys to release if not logged
+    duplicates: int = 0
+    cookie_ok: bool = False  # the last accepted event's identity lets the cookie be (re)set
+    streamable: bool = True  # ``accepted`` holds the events themselves (the live stream can take them)
 
 
 class DedupeWindow:
@@ -134,7 +149,7 @@ class Pipeline:
     def __init__(self, config: ConfigCache, log: DurableLog, metrics: WorkerMetrics, *,
                  scoring: Callable[[TrackedEvent, SiteConfig], tuple[dict[str, float], bool]],
                  limiter: RateLimiter | None = None, dedupe: DedupeWindow | None = None,
-                 max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH):
+                 max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH, shards: Any = None):
         self.config = config
         self.log = log
         self.metrics = metrics
@@ -143,6 +158,7 @@ class Pipeline:
         self.dedupe = dedupe or DedupeWindow()
         self.max_body = max_body
         self.max_batch = max_batch
+        self.shards = shards  # a ShardedScoring: step 4 in scoring shards instead of here
 
     async def collect(self, req: IncomingRequest) -> Answer:
         # 1. tenant: the Host header names the site
@@ -170,13 +186,56 @@ class Pipeline:
             answer.headers["Retry-After"] = retry_after_header(wait)
             return answer
 
-        # 4. each event: validate → identity/session/scores → AE row
+        # 4. each event: validate → identity/session/scores → AE row (here, or in the
+        #    visitors' scoring shards: ingest_worker.shards)
         info = normalize.request_info(site.site_id, req.headers, req.client_ip, req.received_ms,
                                       cookie_name=COOKIE_NAME)
-        records: list[bytes] = []
-        accepted: list[tuple[TrackedEvent, dict[str, float]]] = []
-        rejected: list[dict[str, Any]] = []
-        reserved: list[tuple[str, str]] = []
+        if self.shards is None:
+            scored = self.score_here(site, req, parsed, info)
+        else:
+            from ingest_worker.shards import ShardUnavailable
+
+            try:
+                scored = await self.shards.score(self, site, req, parsed, info)
+            except ShardUnavailable as e:
+                self.metrics.unavailable.labels("shard_unavailable").inc()
+                answer = Answer.error(503, "shard_unavailable", f"{e}; nothing was accepted")
+                answer.headers["Retry-After"] = "1"
+                return answer
+        records, accepted, quarantined = scored.records, scored.accepted, scored.quarantined
+        if not accepted and not scored.duplicates:
+            errors = [normalize.Rejection(q.error, 400, q.reason[4:]) for q in quarantined]
+            return await self.reject_all(site, req, quarantined, 400, errors, rejected=scored.rejected)
+
+        # 5. durable log: acknowledged only once fsynced
+        log_t0 = time.perf_counter()
+        try:
+            await self.log.append(records + [quarantine_record(q) for q in quarantined])
+        except (LogWriteError, LogOverloaded) as e:
+            for key in scored.reserved:
+                self.dedupe.discard(key)
+            reason = "log_overloaded" if isinstance(e, LogOverloaded) else "log_unavailable"
+            self.metrics.unavailable.labels(reason).inc()
+            answer = Answer.error(503, reason, "the event log cannot store events right now; nothing was accepted")
+            answer.headers["Retry-After"] = "1"
+            return answer
+
+        log_wait_s = time.perf_counter() - log_t0
+
+        # 6. answer: ids and scores of the last accepted event
+        self.count(site.site_id, accepted, quarantined, scored.duplicates)
+        answer = self.answer(site, accepted, scored.rejected, scored.duplicates,
+                             cookie_ok=bool(accepted) and scored.cookie_ok)
+        answer.log_wait_s = log_wait_s
+        answer.streamable = scored.streamable
+        return answer
+
+    def score_here(self, site: SiteConfig, req: IncomingRequest, parsed: list[Any],
+                   info: normalize.RequestInfo) -> Scored:
+        """Step 4 in this process: each event validated, deduplicated, scored, made a record."""
+        out = Scored()
+        records, accepted, rejected, quarantined, reserved = (out.records, out.accepted, out.rejected,
+                                                              out.quarantined, out.reserved)
         duplicates = 0
         cookie_ok = False
         reserve, scoring, site_id = self.dedupe.reserve, self.scoring, site.site_id
@@ -197,31 +256,8 @@ class Pipeline:
             scores, cookie_ok = scoring(event, site)
             records.append(row_record(event))  # packed into the AE row by the flusher
             accepted.append((event, scores))
-
-        if not accepted and not duplicates:
-            errors = [normalize.Rejection(q.error, 400, q.reason[4:]) for q in quarantined]
-            return await self.reject_all(site, req, quarantined, 400, errors, rejected=rejected)
-
-        # 5. durable log: acknowledged only once fsynced
-        log_t0 = time.perf_counter()
-        try:
-            await self.log.append(records + [quarantine_record(q) for q in quarantined])
-        except (LogWriteError, LogOverloaded) as e:
-            for key in reserved:
-                self.dedupe.discard(key)
-            reason = "log_overloaded" if isinstance(e, LogOverloaded) else "log_unavailable"
-            self.metrics.unavailable.labels(reason).inc()
-            answer = Answer.error(503, reason, "the event log cannot store events right now; nothing was accepted")
-            answer.headers["Retry-After"] = "1"
-            return answer
-
-        log_wait_s = time.perf_counter() - log_t0
-
-        # 6. answer: ids and scores of the last accepted event
-        self.count(site.site_id, accepted, quarantined, duplicates)
-        answer = self.answer(site, accepted, rejected, duplicates, cookie_ok=bool(accepted) and cookie_ok)
-        answer.log_wait_s = log_wait_s
-        return answer
+        out.duplicates, out.cookie_ok = duplicates, cookie_ok
+        return out
 
     # -- stages ------------------------------------------------------------------------------------------
     def tenant(self, host: str) -> SiteConfig | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,12 +123,14 @@ def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildRes
     return table.to_pylist()
 
 
-def rebuild_store(store: SessionStore, rows: Iterable[dict[str, Any]]) -> int:
-    """Replay each visitor's rows into ``store``; returns the number of visitors rebuilt."""
+def rebuild_store(store: SessionStore, rows: Iterable[dict[str, Any]],
+                  keep: Callable[[str], bool] | None = None) -> int:
+    """Replay each visitor's rows into ``store``; returns the number of visitors rebuilt.
+    ``keep(visitor_id)`` picks the visitors to rebuild (a scoring shard's own share)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         key = (row.get("site_id") or "", row.get("visitor_id") or "")
-        if key[0] and key[1]:
+        if key[0] and key[1] and (keep is None or keep(key[1])):
             groups.setdefault(key, []).append(row)
     for items in groups.values():
         items.sort(key=_ts)  # stable: rows with equal times keep their stored order
@@ -157,13 +159,14 @@ def _keep_session_identity(state: VisitorState, last: dict[str, Any]) -> None:
 
 
 def rebuild_sessions(lake: LakeLayout, scorer: Any, *, now_ms: int | None = None,
-                     window_ms: int = REBUILD_WINDOW_MS) -> RebuildResult:
-    """Rebuild ``scorer.store`` from the lake's rows of the last ``window_ms``."""
+                     window_ms: int = REBUILD_WINDOW_MS, keep: Callable[[str], bool] | None = None) -> RebuildResult:
+    """Rebuild ``scorer.store`` from the lake's rows of the last ``window_ms`` (only the
+    visitors ``keep`` selects, when given)."""
     t0 = time.perf_counter()
     now = int(time.time() * 1000) if now_ms is None else now_ms
     res = RebuildResult()
     rows = recent_rows(lake, now - window_ms, now, res)
     with scorer._lock:  # the Scorer's own lock: no event is scored halfway through
-        res.visitors = rebuild_store(scorer.store, rows)
+        res.visitors = rebuild_store(scorer.store, rows, keep)
     res.seconds = time.perf_counter() - t0
     return res

@@ -424,6 +424,10 @@ class StreamHub:
                 self.detach(v)
 
     # -- ingestion side --------------------------------------------------------------------------
+    def watching(self, site_id: str) -> bool:
+        """Whether the site has viewers now (its events are wanted)."""
+        return site_id in self.sites
+
     def publish(self, site_id: str, event: TrackedEvent, scores: Mapping[str, Any]) -> None:
         """Hand one acknowledged event to the site's viewers; never blocks, never raises on
         a slow viewer.  For a site without viewers this is one dict lookup."""

@@ -123,6 +123,9 @@ class StreamComponent:
         subscribers = getattr(collect, "subscribers", None)
         if isinstance(subscribers, list):
             subscribers.append(self.hub.publish)
+            watchers = getattr(collect, "watchers", None)
+            if isinstance(watchers, list):
+                watchers.append(self.hub.watching)
             self.ingest_attached = True
         else:
             log.warning("live stream: no collect component with `subscribers`; nothing will be published")
@@ -132,6 +135,9 @@ class StreamComponent:
         subscribers = getattr(collect, "subscribers", None)
         if isinstance(subscribers, list) and self.hub.publish in subscribers:
             subscribers.remove(self.hub.publish)
+        watchers = getattr(collect, "watchers", None)
+        if isinstance(watchers, list) and self.hub.watching in watchers:
+            watchers.remove(self.hub.watching)
         self.hub.close_all()
 
     def health(self) -> dict[str, Any]:

@@ -40,8 +40,11 @@ def _stream(url: str, host: str, acked: list[str], inflight: list[str], stop: th
 
 
 @pytest.mark.slow
-def test_sigkill_while_streaming_loses_nothing_acknowledged_and_duplicates_nothing(server_factory, tenants, data_dir):
-    s = server_factory(env=FAST_FLUSH)
+@pytest.mark.parametrize("shards", [1, 2], ids=["in-process", "2-shards"])
+def test_sigkill_while_streaming_loses_nothing_acknowledged_and_duplicates_nothing(server_factory, tenants, data_dir,
+                                                                                  shards):
+    sharding = ["--shards", str(shards)]
+    s = server_factory(env=FAST_FLUSH, extra_args=sharding)
     acked: list[str] = []
     inflight: list[str] = []
     stop = threading.Event()
@@ -58,7 +61,7 @@ def test_sigkill_while_streaming_loses_nothing_acknowledged_and_duplicates_nothi
         t.join()
     assert len(acked) > 100, "the client should have streamed for a while"
 
-    s2 = server_factory(env=FAST_FLUSH)
+    s2 = server_factory(env=FAST_FLUSH, extra_args=sharding)
     wait_for(lambda: set(acked) <= set(lake_ids(data_dir.path, "site_a")), timeout=15)
     ids = lake_ids(data_dir.path, "site_a")
     dupes = [i for i, n in Counter(ids).items() if n > 1]

@@ -38,7 +38,9 @@ def stream_health(url: str) -> dict:
     return httpx.get(url + "/healthz", timeout=5).json()["checks"]["stream"]
 
 
-def test_collected_events_reach_only_their_sites_viewers(server, tenants):
+@pytest.mark.parametrize("shards", [1, 2], ids=["in-process", "2-shards"])
+def test_collected_events_reach_only_their_sites_viewers(server_factory, tenants, shards):
+    server = server_factory(extra_args=["--shards", str(shards)])
     a, b = tenants["site_a"], tenants["site_b"]
     ws_url = server.url.replace("http://", "ws://") + "/v1/stream"
     assert stream_health(server.url)["ingest_attached"] is True

@@ -62,11 +62,19 @@ def _other_data_dir(tmp_path: Path) -> DataDir:
     return d
 
 
-@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
-def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir, tmp_path, stop):
+@pytest.mark.parametrize(("stop", "shards"), [("sigterm", 1), ("sigkill", 1), ("sigkill", 2)],
+                         ids=["sigterm", "sigkill", "sigkill-2-shards"])
+def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir, tmp_path, stop, shards):
+    from ingest_worker.shards import shard_of
+
     t0 = int(time.time() * 1000) - 10 * 60_000
     seq = _sequence(t0)
-    visitors = [f"v_{uuid.uuid4().hex}" for _ in range(2)]
+    visitors = [f"v_{uuid.uuid4().hex}"]
+    while len(visitors) < 2:  # with shards: one visitor on each of two shards
+        v = f"v_{uuid.uuid4().hex}"
+        if shards == 1 or shard_of(v, shards) != shard_of(visitors[0], shards):
+            visitors.append(v)
+    sharding = ["--shards", str(shards)]
 
     # baseline: the same sequences against a server that never restarts
     base = server_factory(data=_other_data_dir(tmp_path))
@@ -75,7 +83,7 @@ def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir
 
     # SIGKILL with a long flush interval: the events are only in the durable log at the kill
     env = {"CLICKSTREAM_FLUSH_INTERVAL": "0.1" if stop == "sigterm" else "3600"}
-    s = server_factory(env=env)
+    s = server_factory(env=env, extra_args=sharding)
     before = {v: [_send(s.url, e, v) for e in seq[:SPLIT]] for v in visitors}
     if stop == "sigterm":
         ids = {f"{e['event_id']}-{v}" for e in seq[:SPLIT] for v in visitors}
@@ -85,7 +93,7 @@ def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir
         assert not lake_ids(data_dir.path, "site_a"), "nothing should be flushed before the kill"
         s.kill(signal.SIGKILL)
 
-    s2 = server_factory(env=env)
+    s2 = server_factory(env=env, extra_args=sharding)
     health = httpx.get(s2.url + "/healthz", timeout=5).json()
     assert "collect" in str(health)
     after = {v: [_send(s2.url, e, v) for e in seq[SPLIT:]] for v in visitors}

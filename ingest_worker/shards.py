@@ -1,0 +1,492 @@
+"""Visitor-sharded scoring: ``clickstream serve --shards N`` scores in N processes.
+
+One collect process is one core of Python: validating, identifying, sessionising and
+scoring an event is most of its CPU (benchmarks/ingest.py).  With ``--shards N`` (N ≥ 2)
+the server process keeps everything that must be one -- HTTP, the tenant, the rate limits,
+the body, the event-id dedupe window, the durable log, quarantine, metrics, the live stream
+and the dashboards -- and N **scoring shards** (child processes) do the per-event work for
+the visitors they own:
+
+    server: request → tenant → rate limit → body → route each event by visitor ─┐
+    shard k (k = crc32(visitor id) mod N): validate → identity → session → scores → log record
+    server: ← records and scores ── dedupe → durable log (fsync) → answer
+
+Routing.  An event goes to the shard of :func:`ingest_worker.identity.routing_id`: the id
+:func:`~ingest_worker.identity.resolve_visitor` will give it (cookie, else SDK id, else
+today's keyed hash; consent per event), computed from the raw event before validation.  A
+visitor's events therefore always meet its state in one process, and the first response's
+cookie carries the id the visit was routed by.  The one case routing cannot see: a cookieless
+visitor whose state is under *yesterday's* keyed hash continues it only when both days' ids
+fall on the same shard (otherwise a new session starts at the UTC midnight salt change).
+
+Exactly-once, as in one process.  The dedupe window stays in the server; an event whose
+``event_id`` is already reserved is sent to its shard to be *checked* only (validated, never
+scored): invalid → rejected and quarantined, valid → a duplicate -- as the in-process loop
+decides it.  An id that repeats inside one request, or whose reservation by a request still
+in its shards is unsettled, is decided in a later round after the first one is settled, so a
+valid event is never answered "duplicate" of one that was then rejected.  Events of a
+later round are scored after the rest of their request: the only order that differs.
+
+Durability is unchanged: shards hold no data, only visitor state.  The server acknowledges
+after its own durable log's fsync; a shard that dies is started again (it rebuilds its
+visitors' sessions from the lake) and the requests it held answer 503, acknowledging nothing.
+
+Frames between server and shard: 4-byte length + a pickle, over a Unix socket pair; each
+shard answers its frames in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from clickstream_lake.control.config import SiteConfig
+from ingest_worker import normalize
+from ingest_worker.events import RequestInfo
+from ingest_worker.flusher import row_record
+from ingest_worker.identity import routing_id
+from ingest_worker.pipeline import Scored, ScoringStage, _json_text, _query_text
+from ingest_worker.rebuild import RebuildResult
+
+log = logging.getLogger(__name__)
+
+MAX_SHARDS = 16
+SCORE, CHECK = 0, 1  # what a shard does with an event: score it, or only validate it (a duplicate)
+MAX_ROUNDS = 8  # rounds of one request (ids repeated, or held by requests being scored); then 503
+_HEADER = 4
+
+
+def shard_of(visitor_id: str, count: int) -> int:
+    """The shard that owns ``visitor_id`` among ``count``."""
+    return zlib.crc32(visitor_id.encode("utf-8", "surrogatepass")) % count
+
+
+class ShardUnavailable(Exception):
+    """A scoring shard is starting again (it died) or did not start in time."""
+
+
+# --- the shard process -------------------------------------------------------------------------------
+class ShardScorer:
+    """What a shard does with one frame: validate (and score) each event it was given."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.scoring = ScoringStage(secret=secret)
+
+    def handle(self, frame: bytes) -> bytes:
+        config, info, want_events, items = pickle.loads(frame)
+        try:
+            return pickle.dumps(("ok", self.score(config, info, want_events, items)), protocol=5)
+        except Exception as e:  # a bug: that request fails (500), the shard keeps serving
+            log.exception("scoring shard failed on a request")
+            return pickle.dumps(("error", f"{type(e).__name__}: {e}"), protocol=5)
+
+    def score(self, config: SiteConfig, info: RequestInfo, want_events: bool,
+              items: list[tuple[int, int, Any]]) -> list[tuple[Any, ...]]:
+        """Per event, in order: ``(index, Rejection)``, ``(index, None)`` for a checked valid
+        event, or ``(index, record, visitor_id, session_id, consent, cookie_ok, scores,
+        event)`` -- scores and event only for the last one unless ``want_events``."""
+        parse_event, Rejection, scoring = normalize.parse_event, normalize.Rejection, self.scoring
+        out: list[tuple[Any, ...]] = []
+        last = -1
+        for index, mode, obj in items:
+            event = parse_event(obj, info)
+            if type(event) is Rejection:
+                out.append((index, event))
+                continue
+            if mode == CHECK:
+                out.append((index, None))
+                continue
+            scores, cookie_ok = scoring(event, config)
+            if want_events:
+                out.append((index, row_record(event), event.visitor_id, event.session_id, event.consent,
+                            cookie_ok, scores, event))
+            else:
+                out.append((index, row_record(event), event.visitor_id, event.session_id, event.consent,
+                            cookie_ok, None, None))
+                last_scores, last = scores, len(out) - 1
+        if last >= 0:  # the answer carries the last accepted event's scores
+            out[last] = out[last][:6] + (last_scores, None)
+        return out
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            return None
+        got += k
+    return bytes(buf)
+
+
+def _send_frame(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(len(payload).to_bytes(_HEADER, "big") + payload)
+
+
+def shard_main(sock: socket.socket, index: int, count: int, secret: bytes, lake_url: str,
+               log_level: int = logging.WARNING) -> None:
+    """A scoring shard's life: rebuild its visitors' sessions, say ready, answer frames
+    until the server closes the socket (or dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    logging.basicConfig(level=log_level, format=f"%(asctime)s shard {index}: %(levelname)s %(message)s")
+    from clickstream_lake.lake import LakeLayout
+    from ingest_worker.app import settle_heap
+    from ingest_worker.rebuild import rebuild_sessions
+
+    scorer = ShardScorer(secret)
+    ready: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        res = rebuild_sessions(LakeLayout(lake_url), scorer.scoring.scorer,
+                               keep=lambda vid: shard_of(vid, count) == index)
+        ready["rebuilt"] = dataclasses.asdict(res)
+    except Exception as e:  # noqa: BLE001 - serve with fresh sessions rather than not at all
+        log.exception("session rebuild failed: this shard's visitors start new sessions")
+        ready["rebuild_error"] = f"{type(e).__name__}: {e}"
+    settle_heap()
+    _send_frame(sock, pickle.dumps(("ready", ready), protocol=5))
+    handle = scorer.handle
+    while True:
+        header = _recv_exactly(sock, _HEADER)
+        if header is None:
+            return
+        frame = _recv_exactly(sock, int.from_bytes(header, "big"))
+        if frame is None:
+            return
+        _send_frame(sock, handle(frame))
+
+
+# --- the server's side ------------------------------------------------------------------------------
+class _Shard:
+    """One shard process as the server sees it: a FIFO of frames awaiting their answers."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.waiting: list[asyncio.Future[bytes]] = []
+        self.ready = asyncio.Event()
+        self.reader_task: asyncio.Task[None] | None = None
+        self.info: dict[str, Any] = {}
+        self.frames = 0
+        self.events = 0
+
+
+class ShardPool:
+    """N scoring shards, started with :meth:`start` and kept running (restarted when one
+    dies) until :meth:`stop`."""
+
+    def __init__(self, count: int, secret: bytes, lake_url: str, *, ready_timeout: float = 60.0,
+                 before_respawn: Callable[[], Awaitable[Any]] | None = None) -> None:
+        if not 2 <= count <= MAX_SHARDS:
+            raise ValueError(f"shards must be between 2 and {MAX_SHARDS}, not {count}")
+        self.count = count
+        self.secret = secret
+        self.lake_url = lake_url
+        self.ready_timeout = ready_timeout
+        # run before a dead shard starts again (the server flushes its log into the lake, so the
+        # new process rebuilds its visitors from every event acknowledged so far)
+        self.before_respawn = before_respawn
+        self.shards = [_Shard(i) for i in range(count)]
+        self.restarts = 0
+        self.stopping = False
+        self._mp = multiprocessing.get_context("spawn")
+
+    async def start(self) -> RebuildResult:
+        """Start every shard and wait until all have rebuilt their sessions; the sum of what
+        they rebuilt."""
+        for shard in self.shards:
+            await self._spawn(shard)
+        await asyncio.gather(*(asyncio.wait_for(s.ready.wait(), self.ready_timeout) for s in self.shards))
+        total = RebuildResult()
+        for s in self.shards:
+            r = s.info.get("rebuilt") or {}
+            total.files = max(total.files, r.get("files", 0))  # every shard reads the same files
+            total.rows = max(total.rows, r.get("rows", 0))
+            total.visitors += r.get("visitors", 0)
+            total.seconds = max(total.seconds, r.get("seconds", 0.0))
+        return total
+
+    async def _spawn(self, shard: _Shard) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc = self._mp.Process(target=shard_main, name=f"clickstream-shard-{shard.index}", daemon=True,
+                                args=(theirs, shard.index, self.count, self.secret, self.lake_url,
+                                      logging.getLogger().getEffectiveLevel()))
+        await asyncio.to_thread(proc.start)
+        theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=mine, limit=2**20)
+        shard.process, shard.writer = proc, writer
+        shard.reader_task = asyncio.create_task(self._read(shard, reader), name=f"shard-{shard.index}-reader")
+
+    async def _read(self, shard: _Shard, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(_HEADER)
+                frame = await reader.readexactly(int.from_bytes(header, "big"))
+                if not shard.ready.is_set():
+                    _, shard.info = pickle.loads(frame)
+                    shard.ready.set()
+                    continue
+                fut = shard.waiting.pop(0)
+                if not fut.done():
+                    fut.set_result(frame)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            self._lost(shard)
+
+    def _lost(self, shard: _Shard) -> None:
+        """The shard's socket closed: fail what it held; start it again unless stopping."""
+        waiting, shard.waiting = shard.waiting, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_exception(ShardUnavailable(f"scoring shard {shard.index} stopped"))
+        if shard.writer is not None:
+            shard.writer.close()
+        if self.stopping:
+            return
+        code = shard.process.exitcode if shard.process is not None else None
+        log.error("scoring shard %d stopped (exit code %s): starting it again", shard.index, code)
+        self.restarts += 1
+        shard.ready.clear()  # callers wait on it until the new process has rebuilt its sessions
+        asyncio.get_running_loop().create_task(self._respawn(shard))
+
+    async def _respawn(self, shard: _Shard) -> None:
+        if shard.process is not None:
+            await asyncio.to_thread(shard.process.join, 5)
+        if self.before_respawn is not None and not self.stopping:
+            try:
+                await self.before_respawn()
+            except Exception:  # noqa: BLE001 - start the shard anyway; it rebuilds what the lake has
+                log.exception("flush before restarting scoring shard %d failed", shard.index)
+        if not self.stopping:
+            await self._spawn(shard)
+
+    async def call(self, index: int, payload: bytes) -> bytes:
+        """Send one frame to shard ``index``; its answer (ShardUnavailable if it dies or is
+        not ready within the pool's ready timeout)."""
+        shard = self.shards[index]
+        if not shard.ready.is_set():
+            try:
+                await asyncio.wait_for(shard.ready.wait(), self.ready_timeout)
+            except TimeoutError:
+                raise ShardUnavailable(f"scoring shard {index} is not ready") from None
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        shard.waiting.append(fut)
+        assert shard.writer is not None
+        shard.writer.write(len(payload).to_bytes(_HEADER, "big"))
+        shard.writer.write(payload)
+        shard.frames += 1
+        return await fut
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self.stopping = True
+        for shard in self.shards:
+            if shard.writer is not None:
+                shard.writer.close()  # EOF: the shard's loop ends
+        for shard in self.shards:
+            proc = shard.process
+            if proc is None:
+                continue
+            await asyncio.to_thread(proc.join, timeout)
+            if proc.is_alive():
+                proc.kill()
+                await asyncio.to_thread(proc.join, timeout)
+            if shard.reader_task is not None:
+                shard.reader_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shard.reader_task
+
+    def health(self) -> dict[str, Any]:
+        return {"count": self.count, "ready": sum(s.ready.is_set() for s in self.shards),
+                "restarts": self.restarts,
+                "pids": [s.process.pid if s.process is not None else None for s in self.shards],
+                "events": [s.events for s in self.shards]}
+
+
+class ShardedScoring:
+    """The pipeline's "each event" stage when the events are scored in shards."""
+
+    def __init__(self, pool: ShardPool, wants_events: Callable[[str], bool] | None = None) -> None:
+        self.pool = pool
+        self.wants_events = wants_events or (lambda site_id: False)
+        self.unsettled: dict[tuple[str, str], asyncio.Future[bool]] = {}
+
+    async def score(self, pipeline: Any, site: SiteConfig, req: Any, parsed: list[Any], info: RequestInfo) -> Scored:
+        """What :meth:`Pipeline.score_here` does, with the events scored in their visitors'
+        shards (see the module doc for the rounds).  Raises ShardUnavailable (or
+        RuntimeError for a shard's bug) with every id this request reserved released."""
+        dedupe = pipeline.dedupe
+        results: dict[int, tuple[Any, ...]] = {}
+        reserved: dict[int, tuple[str, str]] = {}  # index → the id key this request holds for it
+        duplicates: set[int] = set()
+        want = self.wants_events(site.site_id)
+        try:
+            todo = list(enumerate(parsed))
+            rounds = 0
+            while todo:
+                rounds += 1
+                todo = await self._round(dedupe, site, info, want, parsed, todo, results, reserved, duplicates,
+                                         last_round=rounds >= MAX_ROUNDS)
+        except BaseException:
+            for key in reserved.values():  # nothing of this request is acknowledged
+                dedupe.discard(key)
+            raise
+        return self._assemble(pipeline, site, req, parsed, results, reserved, len(duplicates), want)
+
+    async def _round(self, dedupe: Any, site: SiteConfig, info: RequestInfo, want: bool, parsed: list[Any],
+                     todo: list[tuple[int, Any]], results: dict[int, tuple[Any, ...]],
+                     reserved: dict[int, tuple[str, str]], duplicates: set[int], *,
+                     last_round: bool) -> list[tuple[int, Any]]:
+        """Send each event of ``todo`` to its shard -- the first of each id to be scored
+        when the id is free, the rest only checked -- and file the answers; the events left
+        for the next round (valid ones whose id was let go by the event that held it)."""
+        pool, count, secret, site_id = self.pool, self.pool.count, self.pool.secret, site.site_id
+        loop = asyncio.get_running_loop()
+        groups: list[list[tuple[int, int, Any]]] = [[] for _ in range(count)]
+        keys: dict[int, tuple[str, str]] = {}
+        seen: set[tuple[str, str]] = set()
+        settling: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        later: list[tuple[int, Any]] = []
+        routes: dict[tuple[bool, Any], int] = {}
+        for index, obj in todo:
+            mode = SCORE
+            if type(obj) is dict:
+                eid = obj.get("event_id")
+                if type(eid) is str and eid and len(eid) <= normalize.MAX_EVENT_ID_CHARS:
+                    key = (site_id, eid)
+                    keys[index] = key
+                    if key in seen:  # the id repeats one earlier in this round: only checked
+                        mode = CHECK
+                    elif dedupe.reserve(key):
+                        settling[key] = self.unsettled[key] = loop.create_future()
+                    else:
+                        mode = CHECK
+                    seen.add(key)
+                # the route depends on the request and these two fields only: once per visitor
+                raw_vid = obj.get("visitor_id")
+                if type(raw_vid) is str or raw_vid is None:
+                    route = (obj.get("consent") is True, raw_vid)
+                    shard = routes.get(route)
+                    if shard is None:
+                        shard = routes[route] = shard_of(routing_id(obj, info, site, secret), count)
+                else:  # not a string: invalid, any shard rejects it
+                    shard = 0
+            else:
+                shard = 0  # not an object: any shard rejects it
+            groups[shard].append((index, mode, obj))
+        sent = [(k, items) for k, items in enumerate(groups) if items]
+        try:
+            frames = await asyncio.gather(*(pool.call(k, pickle.dumps((site, info, want, items), protocol=5))
+                                            for k, items in sent))
+            answers = [pickle.loads(frame) for frame in frames]
+            failed = [body for status, body in answers if status != "ok"]
+            if failed:
+                raise RuntimeError(f"scoring shard failed: {failed[0]}")
+        except BaseException:
+            for key, fut in settling.items():  # none of this round was accepted
+                dedupe.discard(key)
+                self._settle(key, fut, False)
+            raise
+        checked: list[tuple[int, tuple[str, str]]] = []
+        for (k, items), (_, body) in zip(sent, answers, strict=True):
+            pool.shards[k].events += len(items)
+            for res in body:
+                index = res[0]
+                key = keys.get(index)
+                if len(res) == 2 and res[1] is None:  # checked and valid: its id is taken
+                    checked.append((index, key))
+                    continue
+                results[index] = res
+                if key in settling:
+                    if len(res) == 2:  # rejected: its id is free again
+                        dedupe.discard(key)
+                        self._settle(key, settling[key], False)
+                    else:
+                        reserved[index] = key
+        for key, fut in settling.items():  # accepted: from now on a retry is a duplicate
+            self._settle(key, fut, True)
+        # a valid event whose id was taken is a duplicate once the holder keeps the id; when the
+        # holder (another request still in its shards) lets it go, it is scored next round
+        for index, key in checked:
+            holder = self.unsettled.get(key)
+            if holder is not None and not holder.done():
+                await asyncio.shield(holder)
+            if key in dedupe:
+                duplicates.add(index)
+            elif last_round:
+                raise ShardUnavailable(f"event id {key[1]!r} is contended by concurrent requests; retry")
+            else:
+                later.append((index, parsed[index]))
+        later.sort(key=lambda item: item[0])
+        return later
+
+    def _settle(self, key: tuple[str, str], fut: asyncio.Future[bool], kept: bool) -> None:
+        if not fut.done():
+            fut.set_result(kept)
+        if self.unsettled.get(key) is fut:
+            del self.unsettled[key]
+
+    @staticmethod
+    def _assemble(pipeline: Any, site: SiteConfig, req: Any, parsed: list[Any], results: dict[int, tuple[Any, ...]],
+                  reserved: dict[int, tuple[str, str]], duplicates: int, want: bool) -> Scored:
+        """The shards' answers in event order, as the in-process loop builds them."""
+        out = Scored(duplicates=duplicates, streamable=want)
+        for index in sorted(results):
+            res = results[index]
+            if len(res) == 2:
+                rejection = res[1]
+                out.rejected.append({"index": index, "error": rejection.reason})
+                raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
+                out.quarantined.append(pipeline.quarantine_entry(site, req, rejection, raw=raw, index=index))
+                continue
+            _, record, visitor_id, session_id, consent, cookie_ok, scores, event = res
+            out.records.append(record)
+            if event is None:
+                event = ScoredRef(site.site_id, visitor_id, session_id, consent)
+            out.accepted.append((event, scores))
+            out.cookie_ok = cookie_ok
+            key = reserved.get(index)
+            if key is not None:
+                out.reserved.append(key)
+        return out
+
+
+class ScoredRef:
+    """What the answer needs of an event scored in a shard (the event itself stays there
+    unless the live stream watches its site)."""
+
+    __slots__ = ("site_id", "visitor_id", "session_id", "consent")
+
+    def __init__(self, site_id: str, visitor_id: str, session_id: str, consent: bool | None) -> None:
+        self.site_id = site_id
+        self.visitor_id = visitor_id
+        self.session_id = session_id
+        self.consent = consent
+
+
+def shards_from_env(default: int = 1) -> int:
+    """``CLICKSTREAM_SHARDS`` (what ``clickstream serve --shards`` sets): 1 scores in the
+    server process."""
+    raw = os.environ.get("CLICKSTREAM_SHARDS", "")
+    if not raw:
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"CLICKSTREAM_SHARDS must be a whole number, not {raw!r}") from None
+    if not 1 <= n <= MAX_SHARDS:
+        raise ValueError(f"CLICKSTREAM_SHARDS must be between 1 and {MAX_SHARDS}, not {n}")
+    return n
+
