@@ -59,7 +59,7 @@ class Answer:
     visitor_cookie: tuple[str, int] | None = None  # (visitor id, max-age) to set as first-party cookie
     accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)
     log_wait_s: float | None = None  # how long the accepted events waited for the durable log
-    streamable: bool = True  # ``accepted`` holds TrackedEvents (not a shard's ScoredRefs)
+    streamable: bool = True  # ``accepted`` holds every accepted event (not so from unwatched shards)
 
     @classmethod
     def error(cls, status: int, reason: str, message: str, **extra: Any) -> Answer:
@@ -81,16 +81,18 @@ class IncomingRequest:
 
 @dataclass
 class Scored:
-    """What the "each event" stage made of a request's events, in event order."""
+    """What the "each event" stage made of a request's events."""
 
     records: list[bytes] = field(default_factory=list)  # log records of the accepted events
-    accepted: list[tuple[Any, dict[str, float] | None]] = field(default_factory=list)  # (event, scores)
+    accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)  # in event order
+    count: int = 0  # accepted events (``accepted`` may be left empty: see ``streamable``)
+    last: tuple[Any, dict[str, float]] | None = None  # (event, scores) of the last accepted event
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "error"} per refused event
     quarantined: list[QuarantineEntry] = field(default_factory=list)
     reserved: list[tuple[str, str]] = field(default_factory=list)  # dedupe keys to release if not logged
     duplicates: int = 0
     cookie_ok: bool = False  # the last accepted event's identity lets the cookie be (re)set
-    streamable: bool = True  # ``accepted`` holds the events themselves (the live stream can take them)
+    streamable: bool = True  # ``accepted`` holds every accepted event (the live stream takes them)
 
 
 class DedupeWindow:
@@ -202,8 +204,8 @@ class Pipeline:
                 answer = Answer.error(503, "shard_unavailable", f"{e}; nothing was accepted")
                 answer.headers["Retry-After"] = "1"
                 return answer
-        records, accepted, quarantined = scored.records, scored.accepted, scored.quarantined
-        if not accepted and not scored.duplicates:
+        records, quarantined = scored.records, scored.quarantined
+        if not scored.count and not scored.duplicates:
             errors = [normalize.Rejection(q.error, 400, q.reason[4:]) for q in quarantined]
             return await self.reject_all(site, req, quarantined, 400, errors, rejected=scored.rejected)
 
@@ -223,11 +225,12 @@ class Pipeline:
         log_wait_s = time.perf_counter() - log_t0
 
         # 6. answer: ids and scores of the last accepted event
-        self.count(site.site_id, accepted, quarantined, scored.duplicates)
-        answer = self.answer(site, accepted, scored.rejected, scored.duplicates,
-                             cookie_ok=bool(accepted) and scored.cookie_ok)
-        answer.log_wait_s = log_wait_s
+        self.count(site.site_id, scored.count, quarantined, scored.duplicates)
+        answer = self.answer(site, scored.last, scored.count, scored.rejected, scored.duplicates,
+                             cookie_ok=scored.count > 0 and scored.cookie_ok)
+        answer.accepted = scored.accepted
         answer.streamable = scored.streamable
+        answer.log_wait_s = log_wait_s
         return answer
 
     def score_here(self, site: SiteConfig, req: IncomingRequest, parsed: list[Any],
@@ -256,7 +259,9 @@ class Pipeline:
             scores, cookie_ok = scoring(event, site)
             records.append(row_record(event))  # packed into the AE row by the flusher
             accepted.append((event, scores))
-        out.duplicates, out.cookie_ok = duplicates, cookie_ok
+        out.duplicates, out.cookie_ok, out.count = duplicates, cookie_ok, len(accepted)
+        if accepted:
+            out.last = accepted[-1]
         return out
 
     # -- stages ------------------------------------------------------------------------------------------
@@ -293,22 +298,24 @@ class Pipeline:
             body["rejected"] = rejected
         return Answer(status, body)
 
-    def count(self, site_id: str, accepted: list[Any], quarantined: list[QuarantineEntry], duplicates: int) -> None:
+    def count(self, site_id: str, accepted: int, quarantined: list[QuarantineEntry], duplicates: int) -> None:
         m = self.metrics
-        m.child(m.accepted, site_id).inc(len(accepted))
+        m.child(m.accepted, site_id).inc(accepted)
         if duplicates:
             m.child(m.duplicates, site_id).inc(duplicates)
         for q in quarantined:
             m.child(m.rejected, site_id, q.reason).inc()
 
-    def answer(self, site: SiteConfig, accepted: list[tuple[TrackedEvent, dict[str, float]]],
+    def answer(self, site: SiteConfig, last_accepted: tuple[Any, dict[str, float]] | None, accepted: int,
                rejected: list[dict[str, Any]], duplicates: int, *, cookie_ok: bool) -> Answer:
-        last, scores = accepted[-1] if accepted else (None, {})
+        """The 200 answer: ids and scores of the last accepted event (``last_accepted``:
+        a TrackedEvent or anything with its visitor_id, session_id and consent, and scores)."""
+        last, scores = last_accepted if last_accepted is not None else (None, {})
         body = {
             "visitor_id": last.visitor_id if last else "",
             "session_id": last.session_id if last else "",
             "scores": scores,
-            "accepted": len(accepted) + duplicates,
+            "accepted": accepted + duplicates,
             "rejected": rejected,
         }
         if duplicates:
@@ -316,7 +323,7 @@ class Pipeline:
         cookie = None
         if last is not None and last.visitor_id and cookie_ok and may_set_cookie(site, last):
             cookie = (last.visitor_id, site.cookie_max_age)
-        return Answer(200, body, visitor_cookie=cookie, accepted=accepted)
+        return Answer(200, body, visitor_cookie=cookie)
 
 
 def may_set_cookie(site: SiteConfig, event: TrackedEvent) -> bool:

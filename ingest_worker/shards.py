@@ -50,6 +50,8 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from clickstream_lake.control.config import SiteConfig
 from ingest_worker import normalize
 from ingest_worker.events import RequestInfo
@@ -83,40 +85,43 @@ class ShardScorer:
         self.scoring = ScoringStage(secret=secret)
 
     def handle(self, frame: bytes) -> bytes:
-        config, info, want_events, items = pickle.loads(frame)
+        config, info, want_events, indices, modes, objs_json, objs = pickle.loads(frame)
         try:
-            return pickle.dumps(("ok", self.score(config, info, want_events, items)), protocol=5)
+            if objs is None:
+                objs = orjson.loads(objs_json)
+            return pickle.dumps(("ok",) + self.score(config, info, want_events, indices, modes, objs), protocol=5)
         except Exception as e:  # a bug: that request fails (500), the shard keeps serving
             log.exception("scoring shard failed on a request")
             return pickle.dumps(("error", f"{type(e).__name__}: {e}"), protocol=5)
 
-    def score(self, config: SiteConfig, info: RequestInfo, want_events: bool,
-              items: list[tuple[int, int, Any]]) -> list[tuple[Any, ...]]:
-        """Per event, in order: ``(index, Rejection)``, ``(index, None)`` for a checked valid
-        event, or ``(index, record, visitor_id, session_id, consent, cookie_ok, scores,
-        event)`` -- scores and event only for the last one unless ``want_events``."""
+    def score(self, config: SiteConfig, info: RequestInfo, want_events: bool, indices: list[int],
+              modes: list[int], objs: list[Any]) -> tuple[Any, ...]:
+        """``(records, rejections, last, events)``: the log records of the scored events;
+        ``(index, Rejection)`` per invalid one; ``(index, visitor_id, session_id, consent,
+        cookie_ok, scores)`` of the last scored one (None if none); ``(index, event, scores)``
+        per scored event if ``want_events`` (else None).  A checked event that is valid is
+        in none of them."""
         parse_event, Rejection, scoring = normalize.parse_event, normalize.Rejection, self.scoring
-        out: list[tuple[Any, ...]] = []
-        last = -1
-        for index, mode, obj in items:
+        records: list[bytes] = []
+        rejections: list[tuple[int, normalize.Rejection]] = []
+        events: list[tuple[int, Any, dict[str, float]]] | None = [] if want_events else None
+        last: tuple[Any, ...] | None = None
+        for index, mode, obj in zip(indices, modes, objs, strict=True):
             event = parse_event(obj, info)
             if type(event) is Rejection:
-                out.append((index, event))
+                rejections.append((index, event))
                 continue
             if mode == CHECK:
-                out.append((index, None))
                 continue
             scores, cookie_ok = scoring(event, config)
-            if want_events:
-                out.append((index, row_record(event), event.visitor_id, event.session_id, event.consent,
-                            cookie_ok, scores, event))
-            else:
-                out.append((index, row_record(event), event.visitor_id, event.session_id, event.consent,
-                            cookie_ok, None, None))
-                last_scores, last = scores, len(out) - 1
-        if last >= 0:  # the answer carries the last accepted event's scores
-            out[last] = out[last][:6] + (last_scores, None)
-        return out
+            records.append(row_record(event))
+            last = (index, event, scores, cookie_ok)
+            if events is not None:
+                events.append((index, event, scores))
+        if last is not None:
+            index, event, scores, cookie_ok = last
+            last = (index, event.visitor_id, event.session_id, event.consent, cookie_ok, scores)
+        return records, rejections, last, events
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
@@ -321,59 +326,71 @@ class ShardedScoring:
     def __init__(self, pool: ShardPool, wants_events: Callable[[str], bool] | None = None) -> None:
         self.pool = pool
         self.wants_events = wants_events or (lambda site_id: False)
-        self.unsettled: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        # id keys reserved by a round still in its shards → that round's future
+        self.unsettled: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def score(self, pipeline: Any, site: SiteConfig, req: Any, parsed: list[Any], info: RequestInfo) -> Scored:
         """What :meth:`Pipeline.score_here` does, with the events scored in their visitors'
         shards (see the module doc for the rounds).  Raises ShardUnavailable (or
         RuntimeError for a shard's bug) with every id this request reserved released."""
+        out = Scored(streamable=self.wants_events(site.site_id))
         dedupe = pipeline.dedupe
-        results: dict[int, tuple[Any, ...]] = {}
-        reserved: dict[int, tuple[str, str]] = {}  # index → the id key this request holds for it
-        duplicates: set[int] = set()
-        want = self.wants_events(site.site_id)
+        rejections: dict[int, normalize.Rejection] = {}
+        last: tuple[Any, ...] | None = None
+        events: list[tuple[int, Any, dict[str, float]]] = []
         try:
             todo = list(enumerate(parsed))
             rounds = 0
             while todo:
                 rounds += 1
-                todo = await self._round(dedupe, site, info, want, parsed, todo, results, reserved, duplicates,
-                                         last_round=rounds >= MAX_ROUNDS)
+                todo, round_last = await self._round(dedupe, site, info, out, todo, rejections, events,
+                                                     last_round=rounds >= MAX_ROUNDS)
+                if round_last is not None and (last is None or round_last[0] > last[0]):
+                    last = round_last
         except BaseException:
-            for key in reserved.values():  # nothing of this request is acknowledged
+            for key in out.reserved:  # nothing of this request is acknowledged
                 dedupe.discard(key)
             raise
-        return self._assemble(pipeline, site, req, parsed, results, reserved, len(duplicates), want)
+        for index in sorted(rejections):
+            rejection = rejections[index]
+            out.rejected.append({"index": index, "error": rejection.reason})
+            raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
+            out.quarantined.append(pipeline.quarantine_entry(site, req, rejection, raw=raw, index=index))
+        if last is not None:
+            _, visitor_id, session_id, consent, out.cookie_ok, scores = last
+            out.last = (ScoredRef(site.site_id, visitor_id, session_id, consent), scores)
+        if out.streamable:
+            events.sort(key=lambda item: item[0])
+            out.accepted = [(event, scores) for _, event, scores in events]
+        return out
 
-    async def _round(self, dedupe: Any, site: SiteConfig, info: RequestInfo, want: bool, parsed: list[Any],
-                     todo: list[tuple[int, Any]], results: dict[int, tuple[Any, ...]],
-                     reserved: dict[int, tuple[str, str]], duplicates: set[int], *,
-                     last_round: bool) -> list[tuple[int, Any]]:
+    async def _round(self, dedupe: Any, site: SiteConfig, info: RequestInfo, out: Scored,
+                     todo: list[tuple[int, Any]], rejections: dict[int, normalize.Rejection],
+                     events: list[tuple[int, Any, dict[str, float]]], *,
+                     last_round: bool) -> tuple[list[tuple[int, Any]], tuple[Any, ...] | None]:
         """Send each event of ``todo`` to its shard -- the first of each id to be scored
-        when the id is free, the rest only checked -- and file the answers; the events left
-        for the next round (valid ones whose id was let go by the event that held it)."""
+        when the id is free, the rest only checked -- and file the answers in ``out``; the
+        events left for the next round (valid ones whose id was let go by the event that held
+        it) and the last scored event of this round."""
         pool, count, secret, site_id = self.pool, self.pool.count, self.pool.secret, site.site_id
-        loop = asyncio.get_running_loop()
-        groups: list[list[tuple[int, int, Any]]] = [[] for _ in range(count)]
-        keys: dict[int, tuple[str, str]] = {}
-        seen: set[tuple[str, str]] = set()
-        settling: dict[tuple[str, str], asyncio.Future[bool]] = {}
-        later: list[tuple[int, Any]] = []
+        groups: list[tuple[list[int], list[int], list[Any]]] = [([], [], []) for _ in range(count)]
+        scoring_keys: dict[int, tuple[str, str]] = {}  # index → id key this round reserved
+        checking_keys: dict[int, tuple[str, str]] = {}  # index → id key held elsewhere
         routes: dict[tuple[bool, Any], int] = {}
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        unsettled = self.unsettled
         for index, obj in todo:
             mode = SCORE
             if type(obj) is dict:
                 eid = obj.get("event_id")
                 if type(eid) is str and eid and len(eid) <= normalize.MAX_EVENT_ID_CHARS:
                     key = (site_id, eid)
-                    keys[index] = key
-                    if key in seen:  # the id repeats one earlier in this round: only checked
+                    if dedupe.reserve(key):
+                        scoring_keys[index] = key
+                        unsettled[key] = settled
+                    else:  # held: by an earlier event (of this request too) -- only checked
                         mode = CHECK
-                    elif dedupe.reserve(key):
-                        settling[key] = self.unsettled[key] = loop.create_future()
-                    else:
-                        mode = CHECK
-                    seen.add(key)
+                        checking_keys[index] = key
                 # the route depends on the request and these two fields only: once per visitor
                 raw_vid = obj.get("visitor_id")
                 if type(raw_vid) is str or raw_vid is None:
@@ -385,82 +402,79 @@ class ShardedScoring:
                     shard = 0
             else:
                 shard = 0  # not an object: any shard rejects it
-            groups[shard].append((index, mode, obj))
-        sent = [(k, items) for k, items in enumerate(groups) if items]
+            indices, modes, objs = groups[shard]
+            indices.append(index)
+            modes.append(mode)
+            objs.append(obj)
+        sent = [(k, group) for k, group in enumerate(groups) if group[0]]
         try:
-            frames = await asyncio.gather(*(pool.call(k, pickle.dumps((site, info, want, items), protocol=5))
-                                            for k, items in sent))
+            frames = await asyncio.gather(*(pool.call(k, _request_frame(site, info, out.streamable, group))
+                                            for k, group in sent))
             answers = [pickle.loads(frame) for frame in frames]
-            failed = [body for status, body in answers if status != "ok"]
+            failed = [a[1] for a in answers if a[0] != "ok"]
             if failed:
                 raise RuntimeError(f"scoring shard failed: {failed[0]}")
         except BaseException:
-            for key, fut in settling.items():  # none of this round was accepted
-                dedupe.discard(key)
-                self._settle(key, fut, False)
+            self._settle(settled, scoring_keys, dedupe, kept=())
             raise
-        checked: list[tuple[int, tuple[str, str]]] = []
-        for (k, items), (_, body) in zip(sent, answers, strict=True):
-            pool.shards[k].events += len(items)
-            for res in body:
-                index = res[0]
-                key = keys.get(index)
-                if len(res) == 2 and res[1] is None:  # checked and valid: its id is taken
-                    checked.append((index, key))
-                    continue
-                results[index] = res
-                if key in settling:
-                    if len(res) == 2:  # rejected: its id is free again
-                        dedupe.discard(key)
-                        self._settle(key, settling[key], False)
-                    else:
-                        reserved[index] = key
-        for key, fut in settling.items():  # accepted: from now on a retry is a duplicate
-            self._settle(key, fut, True)
-        # a valid event whose id was taken is a duplicate once the holder keeps the id; when the
-        # holder (another request still in its shards) lets it go, it is scored next round
-        for index, key in checked:
-            holder = self.unsettled.get(key)
+        last: tuple[Any, ...] | None = None
+        rejected_now: set[int] = set()
+        for (k, group), (_, records, shard_rejections, shard_last, shard_events) in zip(sent, answers, strict=True):
+            pool.shards[k].events += len(group[0])
+            out.records.extend(records)
+            out.count += len(records)
+            for index, rejection in shard_rejections:
+                rejections[index] = rejection
+                rejected_now.add(index)
+            if shard_last is not None and (last is None or shard_last[0] > last[0]):
+                last = shard_last
+            if shard_events:
+                events.extend(shard_events)
+        kept = [key for index, key in scoring_keys.items() if index not in rejected_now]
+        out.reserved.extend(kept)
+        self._settle(settled, scoring_keys, dedupe, kept=kept)
+        # a valid event whose id was held is a duplicate once the holder keeps the id; when the
+        # holder (another request still in its shards) let it go, it is scored next round
+        later: list[tuple[int, Any]] = []
+        objs_by_index = dict(todo) if checking_keys else {}
+        for index, key in checking_keys.items():
+            if index in rejected_now:
+                continue
+            holder = unsettled.get(key)
             if holder is not None and not holder.done():
                 await asyncio.shield(holder)
             if key in dedupe:
-                duplicates.add(index)
+                out.duplicates += 1
             elif last_round:
                 raise ShardUnavailable(f"event id {key[1]!r} is contended by concurrent requests; retry")
             else:
-                later.append((index, parsed[index]))
+                later.append((index, objs_by_index[index]))
         later.sort(key=lambda item: item[0])
-        return later
+        return later, last
 
-    def _settle(self, key: tuple[str, str], fut: asyncio.Future[bool], kept: bool) -> None:
-        if not fut.done():
-            fut.set_result(kept)
-        if self.unsettled.get(key) is fut:
-            del self.unsettled[key]
+    def _settle(self, settled: asyncio.Future[None], scoring_keys: dict[int, tuple[str, str]], dedupe: Any,
+                *, kept: Any) -> None:
+        """The round is decided: the ids it reserved and did not keep are free again; waiters
+        on any of them go on."""
+        kept = set(kept)
+        unsettled = self.unsettled
+        for key in scoring_keys.values():
+            if key not in kept:
+                dedupe.discard(key)
+            if unsettled.get(key) is settled:
+                del unsettled[key]
+        settled.set_result(None)
 
-    @staticmethod
-    def _assemble(pipeline: Any, site: SiteConfig, req: Any, parsed: list[Any], results: dict[int, tuple[Any, ...]],
-                  reserved: dict[int, tuple[str, str]], duplicates: int, want: bool) -> Scored:
-        """The shards' answers in event order, as the in-process loop builds them."""
-        out = Scored(duplicates=duplicates, streamable=want)
-        for index in sorted(results):
-            res = results[index]
-            if len(res) == 2:
-                rejection = res[1]
-                out.rejected.append({"index": index, "error": rejection.reason})
-                raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
-                out.quarantined.append(pipeline.quarantine_entry(site, req, rejection, raw=raw, index=index))
-                continue
-            _, record, visitor_id, session_id, consent, cookie_ok, scores, event = res
-            out.records.append(record)
-            if event is None:
-                event = ScoredRef(site.site_id, visitor_id, session_id, consent)
-            out.accepted.append((event, scores))
-            out.cookie_ok = cookie_ok
-            key = reserved.get(index)
-            if key is not None:
-                out.reserved.append(key)
-        return out
+
+def _request_frame(site: SiteConfig, info: RequestInfo, want_events: bool,
+                   group: tuple[list[int], list[int], list[Any]]) -> bytes:
+    """A shard's frame: the events as JSON by orjson (half the cost of pickling dicts), or
+    pickled when orjson refuses them (a lone surrogate, an integer beyond 64 bits)."""
+    indices, modes, objs = group
+    try:
+        return pickle.dumps((site, info, want_events, indices, modes, orjson.dumps(objs), None), protocol=5)
+    except orjson.JSONEncodeError:
+        return pickle.dumps((site, info, want_events, indices, modes, None, objs), protocol=5)
 
 
 class ScoredRef:

@@ -132,6 +132,7 @@ wide_json = st.recursive(
 def _texts(value) -> list[bytes]:
     text = json.dumps(value)  # ASCII with \u escapes (lone surrogates included), NaN/Infinity literals
     return [text.encode(), json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+            json.dumps(value, separators=(",", ":")).encode(), json.dumps(value, indent="\t").encode(),
             b"\xef\xbb\xbf" + text.encode(), f"  {text}\n".encode()]
 
 
@@ -156,6 +157,19 @@ def test_long_integers_and_nan_take_json():
     nan = parse_body(b'{"type": "page_view", "value": NaN}')
     assert isinstance(nan, Rejection) and "NaN" in nan.reason
     assert parse_body(b'\xef\xbb\xbf{"type": "click"}') == [{"type": "click"}]
+    assert parse_body(b'{"type":"click","x":-12345678901234567890}')[0]["x"] == -12345678901234567890
+    assert parse_body(b'[{"events": 0}, \n\t12345678901234567890]') is not None
+
+
+def test_digit_runs_inside_strings_keep_the_fast_decoder():
+    from ingest_worker.normalize import _SLOW, _has_long_number, _loads
+
+    hex_id = b'{"type": "click", "visitor_id": "v_000000000000000000000000000020da"}'
+    assert not _has_long_number(hex_id) and _loads(hex_id) is not _SLOW
+    for raw in (b"12345678901234567890", b"[1,-12345678901234567890]", b'{"a":\t1234567890123456789}',
+                b'"x 1234567890123456789"'):  # the last is a string: json decides, harmlessly
+        assert _has_long_number(raw), raw
+    assert not _has_long_number(b'{"a": 123456789012345678}')  # 18 digits: exact in 64 bits
 
 
 # --- parse_event: arbitrary input -----------------------------------------------------------------
