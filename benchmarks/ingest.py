@@ -13,9 +13,10 @@ Measures, in one run:
 
 The load comes from ``--visitors`` returning visitors (default 10,000, SDK ids): each batch
 is one visitor's, each single event a random one's.  ``--visitors 0`` sends every event as
-one cookieless visitor (the load of the figures before 2026-11-30).
+one cookieless visitor (the load of the figures before 2026-11-30).  ``--shards N`` runs the
+server with N scoring shard processes (``clickstream serve --shards N``).
 
-    python benchmarks/ingest.py [--duration 60] [--rate 500] [--visitors 10000] [--json]
+    python benchmarks/ingest.py [--duration 60] [--rate 500] [--visitors 10000] [--shards 2] [--json]
 """
 
 from __future__ import annotations
@@ -226,6 +227,14 @@ def process_cpu_s(pid: int) -> tuple[float, float]:
     return cpu(pid), sum(cpu(c) for c in children)
 
 
+def shard_pids(port: int) -> list[int]:
+    """The scoring shard processes of a ``clickstream serve --shards N`` (none without)."""
+    import httpx
+
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+    return [p for p in health["checks"]["collect"].get("shards", {}).get("pids", []) if p]
+
+
 def lake_count(lake: Path) -> int:
     total = 0
     for f in lake.glob("events/site_id=*/dt=*/*.parquet"):
@@ -409,12 +418,14 @@ def main() -> None:
     ap.add_argument("--visitors", type=int, default=10_000,
                     help="returning visitors the load comes from: each batch is one visitor's, each single "
                          "event a random one's (SDK ids); 0 = every event from one cookieless visitor")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="run the server with --shards N (scoring in N shard processes); default 1, in process")
     ap.add_argument("--json", action="store_true", help="print one JSON object of figures")
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="cs-bench-")
-    port, data, proc = bench_server(Path(tmp.name) / "data")
-    out: dict = {"cpus": os.cpu_count()}
+    port, data, proc = bench_server(Path(tmp.name) / "data", args.shards)
+    out: dict = {"cpus": os.cpu_count(), "shards": args.shards}
     try:
         loop = asyncio.new_event_loop()
         # warm up past the start-up work (session rebuild, the flush process spawning and importing
@@ -431,15 +442,17 @@ def main() -> None:
         out["single_event"]["group_commit_p50_ms_le"] = bucket_quantile(commits0, commits1, 0.50)
         out["single_event"]["group_commit_p99_ms_le"] = bucket_quantile(commits0, commits1, 0.99)
         before = lake_count(data.lake)
-        cpu0 = process_cpu_s(proc.pid)
+        shards = shard_pids(port)
+        cpu0, shard0 = process_cpu_s(proc.pid), sum(process_cpu_s(p)[0] for p in shards)
         b = loop.run_until_complete(batched(port, args.duration, args.batch, args.connections, args.visitors))
         drained = wait_drained([data.lake], before + b["acked"])
-        cpu1 = process_cpu_s(proc.pid)
-        own_s, children_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        cpu1, shard1 = process_cpu_s(proc.pid), sum(process_cpu_s(p)[0] for p in shards)
+        own_s, children_s, shards_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], shard1 - shard0
         cpu_s = own_s + children_s
         b["server_cpu_us_per_event"] = cpu_s / max(b["acked"], 1) * 1e6
         b["collect_process_cpu_us_per_event"] = own_s / max(b["acked"], 1) * 1e6
-        b["flush_process_cpu_us_per_event"] = children_s / max(b["acked"], 1) * 1e6
+        b["scoring_shards_cpu_us_per_event"] = shards_s / max(b["acked"], 1) * 1e6
+        b["flush_process_cpu_us_per_event"] = (children_s - shards_s) / max(b["acked"], 1) * 1e6
         b["events_per_server_cpu_second"] = b["acked"] / cpu_s if cpu_s > 0 else None
         b["drain_after_load_s"] = drained
         b["sustained_into_parquet_eps"] = b["acked"] / (b["seconds"] + drained)
@@ -462,7 +475,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"ingest benchmark ({out['cpus']} CPUs, server + load generator on one machine)")
+    sharding = f", --shards {args.shards}" if args.shards > 1 else ""
+    t = Table(title=f"ingest benchmark ({out['cpus']} CPUs, server{sharding} + load generator on one machine)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
@@ -481,8 +495,9 @@ def main() -> None:
     t.add_row(f"batched ({args.batch}/req) acknowledged", f"{bt['acked_eps']:,.0f} ev/s", "")
     t.add_row("batched sustained into Parquet", f"{bt['sustained_into_parquet_eps']:,.0f} ev/s", "≥ 20,000")
     t.add_row("  server CPU per event (+ flush process)", f"{bt['server_cpu_us_per_event']:.0f} µs", "")
-    t.add_row("    of which the collect process / the flush process",
-              f"{bt['collect_process_cpu_us_per_event']:.0f} / {bt['flush_process_cpu_us_per_event']:.0f} µs", "")
+    t.add_row("    of which the collect process / scoring shards / the flush process",
+              f"{bt['collect_process_cpu_us_per_event']:.0f} / {bt['scoring_shards_cpu_us_per_event']:.0f} / "
+              f"{bt['flush_process_cpu_us_per_event']:.0f} µs", "")
     t.add_row("  events per server CPU-second", f"{bt['events_per_server_cpu_second'] or 0:,.0f}", "")
     t.add_row("  load generator CPU per event", f"{bt['client_cpu_us_per_event']:.1f} µs", "")
     fl = out["log_floor"]
