@@ -118,6 +118,7 @@ class CollectComponent:
         if self.shard_count > 1:
             self.shard_pool = ShardPool(self.shard_count, scoring.scorer.secret, self.ctx.lake.root,
                                         ready_timeout=max(self.rebuild_wait_s, 60.0),
+                                        answer_timeout=_env_float("CLICKSTREAM_SHARD_TIMEOUT", 30.0),
                                         before_respawn=self.flusher.flush_now)
             sharded = ShardedScoring(self.shard_pool, self._watched)
         self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,

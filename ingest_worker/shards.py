@@ -38,6 +38,7 @@ shard answers its frames in order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -180,7 +181,7 @@ class _Shard:
         self.index = index
         self.process: multiprocessing.process.BaseProcess | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.waiting: list[asyncio.Future[bytes]] = []
+        self.waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
         self.ready = asyncio.Event()
         self.reader_task: asyncio.Task[None] | None = None
         self.info: dict[str, Any] = {}
@@ -193,13 +194,14 @@ class ShardPool:
     dies) until :meth:`stop`."""
 
     def __init__(self, count: int, secret: bytes, lake_url: str, *, ready_timeout: float = 60.0,
-                 before_respawn: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 answer_timeout: float = 30.0, before_respawn: Callable[[], Awaitable[Any]] | None = None) -> None:
         if not 2 <= count <= MAX_SHARDS:
             raise ValueError(f"shards must be between 2 and {MAX_SHARDS}, not {count}")
         self.count = count
         self.secret = secret
         self.lake_url = lake_url
         self.ready_timeout = ready_timeout
+        self.answer_timeout = answer_timeout  # a shard that takes longer is taken for hung: killed, restarted
         # run before a dead shard starts again (the server flushes its log into the lake, so the
         # new process rebuilds its visitors from every event acknowledged so far)
         self.before_respawn = before_respawn
@@ -213,7 +215,14 @@ class ShardPool:
         they rebuilt."""
         for shard in self.shards:
             await self._spawn(shard)
-        await asyncio.gather(*(asyncio.wait_for(s.ready.wait(), self.ready_timeout) for s in self.shards))
+        waiters = [asyncio.ensure_future(s.ready.wait()) for s in self.shards]
+        _, late = await asyncio.wait(waiters, timeout=self.ready_timeout)
+        for waiter in late:
+            waiter.cancel()
+        for shard in self.shards:
+            if not shard.ready.is_set() and shard.process is not None and shard.process.is_alive():
+                log.error("scoring shard %d not ready in %.0f s: killing it", shard.index, self.ready_timeout)
+                shard.process.kill()  # its socket closes: it starts again
         total = RebuildResult()
         for s in self.shards:
             r = s.info.get("rebuilt") or {}
@@ -243,7 +252,7 @@ class ShardPool:
                     _, shard.info = pickle.loads(frame)
                     shard.ready.set()
                     continue
-                fut = shard.waiting.pop(0)
+                fut = shard.waiting.popleft()
                 if not fut.done():
                     fut.set_result(frame)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -253,7 +262,7 @@ class ShardPool:
 
     def _lost(self, shard: _Shard) -> None:
         """The shard's socket closed: fail what it held; start it again unless stopping."""
-        waiting, shard.waiting = shard.waiting, []
+        waiting, shard.waiting = shard.waiting, collections.deque()
         for fut in waiting:
             if not fut.done():
                 fut.set_exception(ShardUnavailable(f"scoring shard {shard.index} stopped"))
@@ -293,7 +302,14 @@ class ShardPool:
         shard.writer.write(len(payload).to_bytes(_HEADER, "big"))
         shard.writer.write(payload)
         shard.frames += 1
-        return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.answer_timeout)
+        except TimeoutError:
+            proc = shard.process
+            if proc is not None and proc.is_alive() and not fut.done():  # hung, or 30 s behind: either way
+                log.error("scoring shard %d did not answer in %.0f s: killing it", index, self.answer_timeout)
+                proc.kill()  # its socket closes: every request it holds fails, and it starts again
+            raise ShardUnavailable(f"scoring shard {index} did not answer in {self.answer_timeout:.0f} s") from None
 
     async def stop(self, timeout: float = 5.0) -> None:
         self.stopping = True

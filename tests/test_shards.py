@@ -8,6 +8,7 @@ their sessions, and nothing acknowledged is lost; the shards leave with the serv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -46,6 +47,12 @@ def sdk_ids_on_two_shards(count: int = 2) -> tuple[str, str]:
 
 def shard_health(url: str) -> dict:
     return httpx.get(url + "/healthz", timeout=5).json()["checks"]["collect"]["shards"]
+
+
+def all_ready(url: str) -> dict:
+    """The shard health once every shard has rebuilt its sessions and serves."""
+    assert wait_for(lambda: (h := shard_health(url))["ready"] == h["count"], timeout=60)
+    return shard_health(url)
 
 
 # --- in process ------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ def test_a_killed_shard_starts_again_and_nothing_acknowledged_is_lost(server_fac
     s = server_factory(env=ENV, extra_args=["--shards", "2"])
     a, b = sdk_ids_on_two_shards()
     victim = shard_of(a, 2)
-    pid = shard_health(s.url)["pids"][victim]
+    pid = all_ready(s.url)["pids"][victim]
     with httpx.Client(timeout=10) as client:
         r = post(s.url, HOST, {"events": [event(visitor_id=a), event(visitor_id=a)]}, client=client)
         session = r.json()["session_id"]
@@ -263,9 +270,33 @@ def test_a_killed_shard_starts_again_and_nothing_acknowledged_is_lost(server_fac
         assert r.json()["session_id"] == session
 
 
+def test_a_hung_shard_is_killed_and_started_again(server_factory, tenants, data_dir):
+    s = server_factory(env={**ENV, "CLICKSTREAM_SHARD_TIMEOUT": "2"}, extra_args=["--shards", "2"])
+    a, b = sdk_ids_on_two_shards()
+    pid = all_ready(s.url)["pids"][shard_of(a, 2)]
+    os.kill(pid, signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        with httpx.Client(timeout=20) as client:
+            t0 = time.monotonic()
+            r = post(s.url, HOST, {"events": [event(visitor_id=a), event(visitor_id=b)]}, client=client)
+            assert r.status_code == 503 and r.json()["reason"] == "shard_unavailable", r.text
+            assert time.monotonic() - t0 < 10
+            # the other shard's visitors were served meanwhile, and the hung one was replaced
+            assert post(s.url, HOST, event(visitor_id=b), client=client).status_code == 200
+            assert wait_for(lambda: (h := shard_health(s.url))["restarts"] == 1 and h["ready"] == 2, timeout=30)
+            assert shard_health(s.url)["pids"][shard_of(a, 2)] != pid
+            ok = event(visitor_id=a)
+            assert post(s.url, HOST, ok, client=client).status_code == 200
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    ids = wait_for_ids(data_dir.path, "site_a", {ok["event_id"]})
+    assert len(ids) == 2  # the 503 stored nothing: only the two events answered 200
+
+
 def test_the_shards_leave_with_the_server(server_factory, tenants):
     s = server_factory(env=ENV, extra_args=["--shards", "3"])
-    pids = shard_health(s.url)["pids"]
+    pids = all_ready(s.url)["pids"]
     assert len(pids) == 3 and all(pids)
     s.kill(signal.SIGKILL)  # not even a graceful stop: the shards see their socket close
 
