@@ -119,7 +119,9 @@ class CollectComponent:
             self.shard_pool = ShardPool(self.shard_count, scoring.scorer.secret, self.ctx.lake.root,
                                         ready_timeout=max(self.rebuild_wait_s, 60.0),
                                         answer_timeout=_env_float("CLICKSTREAM_SHARD_TIMEOUT", 30.0),
-                                        before_respawn=self.flusher.flush_now)
+                                        before_respawn=self.flusher.flush_now,
+                                        on_restart=self.metrics.shard_restarts.inc)
+            self.metrics.shards_ready.set_function(self.shard_pool.ready_count)
             sharded = ShardedScoring(self.shard_pool, self._watched)
         self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,
                                     dedupe=dedupe, shards=sharded)

@@ -45,6 +45,10 @@ class WorkerMetrics:
                                             buckets=_JOB_BUCKETS, registry=registry)
         self.compacted_files = Counter("clickstream_compacted_files", "Small files merged away by compaction",
                                        registry=registry)
+        self.shards_ready = Gauge("clickstream_scoring_shards_ready",
+                                  "Scoring shards serving (clickstream serve --shards N; 0 without)", registry=registry)
+        self.shard_restarts = Counter("clickstream_scoring_shard_restarts",
+                                      "Scoring shards started again after dying or not answering", registry=registry)
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

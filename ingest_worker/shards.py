@@ -194,7 +194,8 @@ class ShardPool:
     dies) until :meth:`stop`."""
 
     def __init__(self, count: int, secret: bytes, lake_url: str, *, ready_timeout: float = 60.0,
-                 answer_timeout: float = 30.0, before_respawn: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 answer_timeout: float = 30.0, before_respawn: Callable[[], Awaitable[Any]] | None = None,
+                 on_restart: Callable[[], Any] | None = None) -> None:
         if not 2 <= count <= MAX_SHARDS:
             raise ValueError(f"shards must be between 2 and {MAX_SHARDS}, not {count}")
         self.count = count
@@ -205,6 +206,7 @@ class ShardPool:
         # run before a dead shard starts again (the server flushes its log into the lake, so the
         # new process rebuilds its visitors from every event acknowledged so far)
         self.before_respawn = before_respawn
+        self.on_restart = on_restart  # told of each restart (the worker's metrics count them)
         self.shards = [_Shard(i) for i in range(count)]
         self.restarts = 0
         self.stopping = False
@@ -273,6 +275,8 @@ class ShardPool:
         code = shard.process.exitcode if shard.process is not None else None
         log.error("scoring shard %d stopped (exit code %s): starting it again", shard.index, code)
         self.restarts += 1
+        if self.on_restart is not None:
+            self.on_restart()
         shard.ready.clear()  # callers wait on it until the new process has rebuilt its sessions
         asyncio.get_running_loop().create_task(self._respawn(shard))
 
@@ -329,8 +333,11 @@ class ShardPool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await shard.reader_task
 
+    def ready_count(self) -> int:
+        return sum(s.ready.is_set() for s in self.shards)
+
     def health(self) -> dict[str, Any]:
-        return {"count": self.count, "ready": sum(s.ready.is_set() for s in self.shards),
+        return {"count": self.count, "ready": self.ready_count(),
                 "restarts": self.restarts,
                 "pids": [s.process.pid if s.process is not None else None for s in self.shards],
                 "events": [s.events for s in self.shards]}

@@ -258,6 +258,9 @@ def test_a_killed_shard_starts_again_and_nothing_acknowledged_is_lost(server_fac
     assert reasons <= {"shard_unavailable"}
     new_pid = shard_health(s.url)["pids"][victim]
     assert new_pid != pid
+    metrics = httpx.get(s.url + "/metrics", timeout=5).text
+    assert "clickstream_scoring_shard_restarts_total 1.0" in metrics
+    assert "clickstream_scoring_shards_ready 2.0" in metrics
 
     ids = wait_for_ids(data_dir.path, "site_a", set(acked), timeout=15)
     assert set(acked) <= set(ids)
