@@ -6,18 +6,19 @@ Each stage is a small function with one job; :meth:`Pipeline.collect` calls them
 and reads top to bottom.  A request leaves the pipeline in exactly one of these ways, each
 with an explicit reason (like Plausible's drop reasons):
 
-===============  ======  ==================================================================
-reason           status  meaning
-===============  ======  ==================================================================
-unknown_host     404     no site registered this Host (counted, nothing stored)
-rate_limited     429     the site's token bucket is empty (``Retry-After`` says when)
-body_too_large   413     body over 1 MB
-(parse reasons)  4xx     the body or every event in it was refused (quarantined); the
-                         reason classes come from :mod:`ingest_worker.normalize`
-log_unavailable  503     the durable log could not store the events: nothing acknowledged
-log_overloaded   503     the disk is behind by more than the queue allows
-accepted         200     ≥ 1 event is in the durable log (rejected ones listed by index)
-===============  ======  ==================================================================
+=================  ======  =====================================================================
+reason             status  meaning
+=================  ======  =====================================================================
+unknown_host       404     no site registered this Host (counted, nothing stored)
+rate_limited       429     the site's token bucket is empty (``Retry-After`` says when)
+body_too_large     413     body over 1 MB
+(parse reasons)    4xx     the body or every event in it was refused (quarantined); the
+                           reason classes come from :mod:`ingest_worker.normalize`
+log_unavailable    503     the durable log could not store the events: nothing acknowledged
+log_overloaded     503     the disk is behind by more than the queue allows
+shard_unavailable  503     a scoring shard (``serve --shards N``) died or hung: nothing accepted
+accepted           200     ≥ 1 event is in the durable log (rejected ones listed by index)
+=================  ======  =====================================================================
 
 An event is acknowledged only after :meth:`DurableLog.append` returned, i.e. after the
 fsync of the group commit that carried it.  Retries with an ``event_id`` already
@@ -30,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickstream_lake.control.config import ConfigCache, SiteConfig
 from ingest_worker import normalize
@@ -40,6 +41,9 @@ from ingest_worker.flusher import row_record
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.quarantine import QuarantineEntry, quarantine_record
 from ingest_worker.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from ingest_worker.shards import ShardedScoring
 
 MAX_BODY_BYTES = normalize.MAX_BODY_BYTES  # 1 MB
 MAX_BATCH = normalize.MAX_BATCH
@@ -151,7 +155,7 @@ class Pipeline:
     def __init__(self, config: ConfigCache, log: DurableLog, metrics: WorkerMetrics, *,
                  scoring: Callable[[TrackedEvent, SiteConfig], tuple[dict[str, float], bool]],
                  limiter: RateLimiter | None = None, dedupe: DedupeWindow | None = None,
-                 max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH, shards: Any = None):
+                 max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH, shards: ShardedScoring | None = None):
         self.config = config
         self.log = log
         self.metrics = metrics
