@@ -29,8 +29,14 @@ def serve(
 
     import uvicorn
 
+    from ingest_worker.shards import shards_from_env
+
     if shards != 1:
         os.environ["CLICKSTREAM_SHARDS"] = str(shards)
+    try:
+        shards_from_env()
+    except ValueError as e:  # a CLICKSTREAM_SHARDS that is not a number of shards
+        fail(str(e))
 
     from clickstream_lake.context import AppContext
     from ingest_worker.app import build_app

@@ -322,3 +322,7 @@ def test_shards_out_of_range_are_refused(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "clickstream_lake", "serve", "--shards", "0", "--data",
                         str(data_dir.path)], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--shards" in (r.stderr + r.stdout)
+    r = subprocess.run([sys.executable, "-m", "clickstream_lake", "serve", "--data", str(data_dir.path)],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "CLICKSTREAM_SHARDS": "two"})
+    assert r.returncode != 0 and "CLICKSTREAM_SHARDS must be a whole number" in (r.stderr + r.stdout)
+    assert "Traceback" not in r.stderr
