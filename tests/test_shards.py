@@ -208,6 +208,46 @@ def test_event_ids_are_exactly_once_across_shards(server_factory, tenants, data_
     assert len(reasons) >= 2  # the invalid retry and the invalid first of the batch
 
 
+def test_events_json_cannot_carry_reach_their_shard_and_land(server_factory, tenants, data_dir):
+    """A lone surrogate (a JSON escape orjson will not encode) or an integer beyond 64 bits
+    travel to the shard pickled; the answer is the one process's."""
+    s = server_factory(env=ENV, extra_args=["--shards", "2"])
+    one = server_factory(env=ENV, data=_second_data_dir(data_dir.path.parent / "one"))
+    bodies = [b'{"type": "click", "title": "\\ud800 title", "event_id": "odd-1", "visitor_id": "sdk-odd"}',
+              b'{"events": [{"type": "custom", "name": "n", "event_id": "odd-2", '
+              b'"props": {"big": -99999999999999999999999}}, {"type": "click", "event_id": "odd-3", '
+              b'"x": 123456789012345678901234}]}']
+    accepted = 0
+    with httpx.Client(timeout=10) as client:
+        for body in bodies:
+            answers = [post(srv.url, HOST, content=body, client=client) for srv in (one, s)]
+            assert answers[0].status_code == answers[1].status_code < 500, [a.text for a in answers]
+            mine, theirs = answers[0].json(), answers[1].json()
+            assert (mine["accepted"], mine["rejected"]) == (theirs["accepted"], theirs["rejected"])
+            assert mine["visitor_id"] == theirs["visitor_id"]
+            accepted += theirs["accepted"]
+    assert accepted >= 2  # the lone surrogate's event and the long x's at least
+    lakes = [one.data.path, data_dir.path]
+    assert wait_for(lambda: all(len(lake_ids(p, "site_a")) == accepted for p in lakes))
+    assert set(lake_ids(lakes[0], "site_a")) == set(lake_ids(lakes[1], "site_a")) >= {"odd-1", "odd-3"}
+    titles = dict(zip(lake_table(data_dir.path, "site_a").column("blob18").to_pylist(),
+                      lake_table(data_dir.path, "site_a").column("blob11").to_pylist(), strict=True))
+    assert titles["odd-1"].endswith(" title")  # the lone surrogate cleaned, the rest kept
+
+
+def _second_data_dir(path):
+    from clickstream_lake.control import sites as sites_mod
+    from clickstream_lake.control.db import ControlDB
+    from clickstream_lake.settings import DataDir
+
+    d = DataDir.resolve(path).ensure()
+    db = ControlDB(d.control_db)
+    db.migrate()
+    sites_mod.add_site(db, "site_a", domain="alpha.test", hostnames=[HOST], plan="enterprise")
+    db.close()
+    return d
+
+
 def test_a_killed_shard_starts_again_and_nothing_acknowledged_is_lost(server_factory, tenants, data_dir):
     s = server_factory(env=ENV, extra_args=["--shards", "2"])
     a, b = sdk_ids_on_two_shards()
