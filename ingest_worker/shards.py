@@ -7,9 +7,9 @@ the body, the event-id dedupe window, the durable log, quarantine, metrics, the 
 and the dashboards -- and N **scoring shards** (child processes) do the per-event work for
 the visitors they own:
 
-    server: request → tenant → rate limit → body → route each event by visitor ─┐
+    server: request → tenant → rate limit → body → reserve event ids, route by visitor ─┐
     shard k (k = crc32(visitor id) mod N): validate → identity → session → scores → log record
-    server: ← records and scores ── dedupe → durable log (fsync) → answer
+    server: ← records, rejections, last scores ── settle the ids → durable log (fsync) → answer
 
 Routing.  An event goes to the shard of :func:`ingest_worker.identity.routing_id`: the id
 :func:`~ingest_worker.identity.resolve_visitor` will give it (cookie, else SDK id, else
