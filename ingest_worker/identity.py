@@ -127,13 +127,9 @@ def resolve_visitor(
     site = req.site_id if req else config.site_id
     allowed = not config.consent_required or event.consent is True
     if allowed:
-        cookie = req.cookie_visitor_id if req else ""
-        if cookie and VISITOR_ID.fullmatch(cookie):
-            return _cookie_identity(cookie)
-        if event.sdk_visitor_id:
-            vid = sdk_visitor_id(site, event.sdk_visitor_id, secret)
-            if vid:
-                return _sdk_identity(vid)
+        ident = _first_party(site, req.cookie_visitor_id if req else "", event.sdk_visitor_id, secret)
+        if ident is not None:
+            return ident
     ua = req.user_agent if req else ""
     ip = req.ip if req else ""
     day = now_ms // DAY_MS
@@ -158,15 +154,23 @@ def routing_id(obj: object, req: RequestInfo, config: SiteConfig, secret: bytes)
     get = obj.get if type(obj) is dict else None
     allowed = not config.consent_required or (get is not None and get("consent") is True)
     if allowed:
-        cookie = req.cookie_visitor_id
-        if cookie and VISITOR_ID.fullmatch(cookie):
-            return cookie
         raw = get("visitor_id") if get is not None else None
-        if type(raw) is str and raw:
-            vid = sdk_visitor_id(site, raw, secret)
-            if vid:
-                return vid
+        ident = _first_party(site, req.cookie_visitor_id, raw if type(raw) is str else "", secret)
+        if ident is not None:
+            return ident.visitor_id
     return keyed_hash(site, req.user_agent, req.ip, secret, req.received_ms // DAY_MS)
+
+
+def _first_party(site_id: str, cookie: str, sdk_raw: str, secret: bytes) -> Identity | None:
+    """The identity a consenting visitor has before any keyed hash: its first-party cookie,
+    else its SDK id; None when it brings neither (usable)."""
+    if cookie and VISITOR_ID.fullmatch(cookie):
+        return _cookie_identity(cookie)
+    if sdk_raw:
+        vid = sdk_visitor_id(site_id, sdk_raw, secret)
+        if vid:
+            return _sdk_identity(vid)
+    return None
 
 
 @functools.lru_cache(maxsize=HASH_CACHE_SIZE)
