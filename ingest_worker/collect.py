@@ -231,7 +231,7 @@ class CollectComponent:
         except Exception:  # a bug must not look like the client's fault, nor kill the worker
             log.exception("collect failed")
             return pl.Answer.error(500, "internal_error", "internal error; the event was not acknowledged")
-        if answer.accepted and self.subscribers and answer.streamable:
+        if answer.accepted and self.subscribers:
             site_id = answer.accepted[0][0].site_id
             for event, scores in answer.accepted:
                 for subscriber in self.subscribers:

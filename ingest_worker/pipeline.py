@@ -63,7 +63,6 @@ class Answer:
     visitor_cookie: tuple[str, int] | None = None  # (visitor id, max-age) to set as first-party cookie
     accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)
     log_wait_s: float | None = None  # how long the accepted events waited for the durable log
-    streamable: bool = True  # ``accepted`` holds every accepted event (not so from unwatched shards)
 
     @classmethod
     def error(cls, status: int, reason: str, message: str, **extra: Any) -> Answer:
@@ -83,20 +82,25 @@ class IncomingRequest:
     query: Mapping[str, str] | None = None  # the pixel's query string instead of a body
 
 
+class ScoringUnavailable(Exception):
+    """The "each event" stage cannot score now (a scoring shard died or hung): 503, nothing
+    accepted."""
+
+
 @dataclass
 class Scored:
     """What the "each event" stage made of a request's events."""
 
-    records: list[bytes] = field(default_factory=list)  # log records of the accepted events
-    accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)  # in event order
-    count: int = 0  # accepted events (``accepted`` may be left empty: see ``streamable``)
+    records: list[bytes] = field(default_factory=list)  # log records of the accepted events, one each
+    # (event, scores) of each accepted event in event order -- for the live stream; left empty by
+    # scoring shards when nobody watches the site (``records`` counts the accepted events)
+    accepted: list[tuple[TrackedEvent, dict[str, float]]] = field(default_factory=list)
     last: tuple[Any, dict[str, float]] | None = None  # (event, scores) of the last accepted event
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "error"} per refused event
     quarantined: list[QuarantineEntry] = field(default_factory=list)
     reserved: list[tuple[str, str]] = field(default_factory=list)  # dedupe keys to release if not logged
     duplicates: int = 0
     cookie_ok: bool = False  # the last accepted event's identity lets the cookie be (re)set
-    streamable: bool = True  # ``accepted`` holds every accepted event (the live stream takes them)
 
 
 class DedupeWindow:
@@ -199,17 +203,15 @@ class Pipeline:
         if self.shards is None:
             scored = self.score_here(site, req, parsed, info)
         else:
-            from ingest_worker.shards import ShardUnavailable
-
             try:
                 scored = await self.shards.score(self, site, req, parsed, info)
-            except ShardUnavailable as e:
+            except ScoringUnavailable as e:
                 self.metrics.unavailable.labels("shard_unavailable").inc()
                 answer = Answer.error(503, "shard_unavailable", f"{e}; nothing was accepted")
                 answer.headers["Retry-After"] = "1"
                 return answer
         records, quarantined = scored.records, scored.quarantined
-        if not scored.count and not scored.duplicates:
+        if not records and not scored.duplicates:
             errors = [normalize.Rejection(q.error, 400, q.reason[4:]) for q in quarantined]
             return await self.reject_all(site, req, quarantined, 400, errors, rejected=scored.rejected)
 
@@ -229,11 +231,10 @@ class Pipeline:
         log_wait_s = time.perf_counter() - log_t0
 
         # 6. answer: ids and scores of the last accepted event
-        self.count(site.site_id, scored.count, quarantined, scored.duplicates)
-        answer = self.answer(site, scored.last, scored.count, scored.rejected, scored.duplicates,
-                             cookie_ok=scored.count > 0 and scored.cookie_ok)
+        self.count(site.site_id, len(records), quarantined, scored.duplicates)
+        answer = self.answer(site, scored.last, len(records), scored.rejected, scored.duplicates,
+                             cookie_ok=bool(records) and scored.cookie_ok)
         answer.accepted = scored.accepted
-        answer.streamable = scored.streamable
         answer.log_wait_s = log_wait_s
         return answer
 
@@ -241,8 +242,7 @@ class Pipeline:
                    info: normalize.RequestInfo) -> Scored:
         """Step 4 in this process: each event validated, deduplicated, scored, made a record."""
         out = Scored()
-        records, accepted, rejected, quarantined, reserved = (out.records, out.accepted, out.rejected,
-                                                              out.quarantined, out.reserved)
+        records, accepted, reserved = out.records, out.accepted, out.reserved
         duplicates = 0
         cookie_ok = False
         reserve, scoring, site_id = self.dedupe.reserve, self.scoring, site.site_id
@@ -250,10 +250,7 @@ class Pipeline:
         for index, obj in enumerate(parsed):
             event = parse_event(obj, info)
             if type(event) is Rejection:
-                rejected.append({"index": index, "error": event.reason})
-                # the raw body when it held just this event, else the event as JSON
-                raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(obj)
-                quarantined.append(self.quarantine_entry(site, req, event, raw=raw, index=index))
+                self.refuse(out, site, req, parsed, index, event)
                 continue
             key = (site_id, event.event_id)
             if not reserve(key):  # a retry of an acknowledged event: answer, do not store again
@@ -263,7 +260,7 @@ class Pipeline:
             scores, cookie_ok = scoring(event, site)
             records.append(row_record(event))  # packed into the AE row by the flusher
             accepted.append((event, scores))
-        out.duplicates, out.cookie_ok, out.count = duplicates, cookie_ok, len(accepted)
+        out.duplicates, out.cookie_ok = duplicates, cookie_ok
         if accepted:
             out.last = accepted[-1]
         return out
@@ -277,6 +274,14 @@ class Pipeline:
         if req.query is not None:
             return normalize.parse_query(req.query)
         return normalize.parse_body(req.body, req.content_type, self.max_body, self.max_batch)
+
+    def refuse(self, out: Scored, site: SiteConfig, req: IncomingRequest, parsed: list[Any], index: int,
+               rejection: normalize.Rejection) -> None:
+        """Event ``index`` of the request is refused: listed in the answer, kept in quarantine
+        (the raw body when it held just this event, else the event as JSON)."""
+        out.rejected.append({"index": index, "error": rejection.reason})
+        raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
+        out.quarantined.append(self.quarantine_entry(site, req, rejection, raw=raw, index=index))
 
     def quarantine_entry(self, site: SiteConfig, req: IncomingRequest, rejection: normalize.Rejection,
                          *, raw: bytes | str, index: int | None = None) -> QuarantineEntry:

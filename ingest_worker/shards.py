@@ -49,7 +49,7 @@ import signal
 import socket
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -58,7 +58,7 @@ from ingest_worker import normalize
 from ingest_worker.events import RequestInfo
 from ingest_worker.flusher import row_record
 from ingest_worker.identity import routing_id
-from ingest_worker.pipeline import Scored, ScoringStage, _json_text, _query_text
+from ingest_worker.pipeline import Scored, ScoringStage, ScoringUnavailable
 from ingest_worker.rebuild import RebuildResult
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def shard_of(visitor_id: str, count: int) -> int:
     return zlib.crc32(visitor_id.encode("utf-8", "surrogatepass")) % count
 
 
-class ShardUnavailable(Exception):
+class ShardUnavailable(ScoringUnavailable):
     """A scoring shard is starting again (it died) or did not start in time."""
 
 
@@ -185,7 +185,6 @@ class _Shard:
         self.ready = asyncio.Event()
         self.reader_task: asyncio.Task[None] | None = None
         self.info: dict[str, Any] = {}
-        self.frames = 0
         self.events = 0
 
 
@@ -305,7 +304,6 @@ class ShardPool:
         assert shard.writer is not None
         shard.writer.write(len(payload).to_bytes(_HEADER, "big"))
         shard.writer.write(payload)
-        shard.frames += 1
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.answer_timeout)
         except TimeoutError:
@@ -356,7 +354,8 @@ class ShardedScoring:
         """What :meth:`Pipeline.score_here` does, with the events scored in their visitors'
         shards (see the module doc for the rounds).  Raises ShardUnavailable (or
         RuntimeError for a shard's bug) with every id this request reserved released."""
-        out = Scored(streamable=self.wants_events(site.site_id))
+        out = Scored()
+        want = self.wants_events(site.site_id)
         dedupe = pipeline.dedupe
         rejections: dict[int, normalize.Rejection] = {}
         last: tuple[Any, ...] | None = None
@@ -366,7 +365,7 @@ class ShardedScoring:
             rounds = 0
             while todo:
                 rounds += 1
-                todo, round_last = await self._round(dedupe, site, info, out, todo, rejections, events,
+                todo, round_last = await self._round(dedupe, site, info, want, out, todo, rejections, events,
                                                      last_round=rounds >= MAX_ROUNDS)
                 if round_last is not None and (last is None or round_last[0] > last[0]):
                     last = round_last
@@ -375,19 +374,16 @@ class ShardedScoring:
                 dedupe.discard(key)
             raise
         for index in sorted(rejections):
-            rejection = rejections[index]
-            out.rejected.append({"index": index, "error": rejection.reason})
-            raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
-            out.quarantined.append(pipeline.quarantine_entry(site, req, rejection, raw=raw, index=index))
+            pipeline.refuse(out, site, req, parsed, index, rejections[index])
         if last is not None:
             _, visitor_id, session_id, consent, out.cookie_ok, scores = last
-            out.last = (ScoredRef(site.site_id, visitor_id, session_id, consent), scores)
-        if out.streamable:
+            out.last = (ScoredRef(visitor_id, session_id, consent), scores)
+        if want:
             events.sort(key=lambda item: item[0])
             out.accepted = [(event, scores) for _, event, scores in events]
         return out
 
-    async def _round(self, dedupe: Any, site: SiteConfig, info: RequestInfo, out: Scored,
+    async def _round(self, dedupe: Any, site: SiteConfig, info: RequestInfo, want: bool, out: Scored,
                      todo: list[tuple[int, Any]], rejections: dict[int, normalize.Rejection],
                      events: list[tuple[int, Any, dict[str, float]]], *,
                      last_round: bool) -> tuple[list[tuple[int, Any]], tuple[Any, ...] | None]:
@@ -431,7 +427,7 @@ class ShardedScoring:
             objs.append(obj)
         sent = [(k, group) for k, group in enumerate(groups) if group[0]]
         try:
-            frames = await asyncio.gather(*(pool.call(k, _request_frame(site, info, out.streamable, group))
+            frames = await asyncio.gather(*(pool.call(k, _request_frame(site, info, want, group))
                                             for k, group in sent))
             answers = [pickle.loads(frame) for frame in frames]
             failed = [a[1] for a in answers if a[0] != "ok"]
@@ -445,7 +441,6 @@ class ShardedScoring:
         for (k, group), (_, records, shard_rejections, shard_last, shard_events) in zip(sent, answers, strict=True):
             pool.shards[k].events += len(group[0])
             out.records.extend(records)
-            out.count += len(records)
             for index, rejection in shard_rejections:
                 rejections[index] = rejection
                 rejected_now.add(index)
@@ -500,17 +495,13 @@ def _request_frame(site: SiteConfig, info: RequestInfo, want_events: bool,
         return pickle.dumps((site, info, want_events, indices, modes, None, objs), protocol=5)
 
 
-class ScoredRef:
+class ScoredRef(NamedTuple):
     """What the answer needs of an event scored in a shard (the event itself stays there
     unless the live stream watches its site)."""
 
-    __slots__ = ("site_id", "visitor_id", "session_id", "consent")
-
-    def __init__(self, site_id: str, visitor_id: str, session_id: str, consent: bool | None) -> None:
-        self.site_id = site_id
-        self.visitor_id = visitor_id
-        self.session_id = session_id
-        self.consent = consent
+    visitor_id: str
+    session_id: str
+    consent: bool | None
 
 
 def shards_from_env(default: int = 1) -> int:
