@@ -28,7 +28,16 @@ from ingest_worker.identity import routing_id
 from ingest_worker.scoring import Scorer
 from ingest_worker.shards import shard_of
 
-from .worker_helpers import event, lake_ids, lake_table, post, quarantine_rows, wait_for, wait_for_ids
+from .worker_helpers import (
+    event,
+    lake_ids,
+    lake_table,
+    post,
+    quarantine_rows,
+    site_a_data_dir,
+    wait_for,
+    wait_for_ids,
+)
 
 SECRET = "shard-test-secret"
 ENV = {"CLICKSTREAM_ID_SECRET": SECRET, "CLICKSTREAM_FLUSH_INTERVAL": "0.1"}
@@ -114,15 +123,7 @@ def _traffic() -> list[tuple[dict, dict]]:
 
 
 def test_a_sharded_server_answers_and_lands_what_one_process_does(server_factory, tenants, data_dir, tmp_path):
-    from clickstream_lake.control import sites as sites_mod
-    from clickstream_lake.control.db import ControlDB
-    from clickstream_lake.settings import DataDir
-
-    other = DataDir.resolve(tmp_path / "data2").ensure()
-    db = ControlDB(other.control_db)
-    db.migrate()
-    sites_mod.add_site(db, "site_a", domain="alpha.test", hostnames=[HOST], plan="enterprise")
-    db.close()
+    other = site_a_data_dir(tmp_path / "data2")
     one = server_factory(env=ENV)
     sharded = server_factory(data=other, env=ENV, extra_args=["--shards", "2"])
     answers = {}
@@ -212,7 +213,7 @@ def test_events_json_cannot_carry_reach_their_shard_and_land(server_factory, ten
     """A lone surrogate (a JSON escape orjson will not encode) or an integer beyond 64 bits
     travel to the shard pickled; the answer is the one process's."""
     s = server_factory(env=ENV, extra_args=["--shards", "2"])
-    one = server_factory(env=ENV, data=_second_data_dir(data_dir.path.parent / "one"))
+    one = server_factory(env=ENV, data=site_a_data_dir(data_dir.path.parent / "one"))
     bodies = [b'{"type": "click", "title": "\\ud800 title", "event_id": "odd-1", "visitor_id": "sdk-odd"}',
               b'{"events": [{"type": "custom", "name": "n", "event_id": "odd-2", '
               b'"props": {"big": -99999999999999999999999}}, {"type": "click", "event_id": "odd-3", '
@@ -233,19 +234,6 @@ def test_events_json_cannot_carry_reach_their_shard_and_land(server_factory, ten
     titles = dict(zip(lake_table(data_dir.path, "site_a").column("blob18").to_pylist(),
                       lake_table(data_dir.path, "site_a").column("blob11").to_pylist(), strict=True))
     assert titles["odd-1"].endswith(" title")  # the lone surrogate cleaned, the rest kept
-
-
-def _second_data_dir(path):
-    from clickstream_lake.control import sites as sites_mod
-    from clickstream_lake.control.db import ControlDB
-    from clickstream_lake.settings import DataDir
-
-    d = DataDir.resolve(path).ensure()
-    db = ControlDB(d.control_db)
-    db.migrate()
-    sites_mod.add_site(db, "site_a", domain="alpha.test", hostnames=[HOST], plan="enterprise")
-    db.close()
-    return d
 
 
 def test_a_killed_shard_starts_again_and_nothing_acknowledged_is_lost(server_factory, tenants, data_dir):

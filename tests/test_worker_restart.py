@@ -7,16 +7,11 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from clickstream_lake.control import sites as sites_mod
-from clickstream_lake.control.db import ControlDB
-from clickstream_lake.settings import DataDir
-
-from .worker_helpers import lake_ids, post, wait_for
+from .worker_helpers import lake_ids, post, site_a_data_dir, wait_for
 
 HOST = "t.alpha.test"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -53,15 +48,6 @@ def _send(url: str, ev: dict, visitor: str) -> dict:
     return r.json()
 
 
-def _other_data_dir(tmp_path: Path) -> DataDir:
-    d = DataDir.resolve(tmp_path / "baseline").ensure()
-    db = ControlDB(d.control_db)
-    db.migrate()
-    sites_mod.add_site(db, "site_a", domain="alpha.test", hostnames=[HOST], plan="enterprise")
-    db.close()
-    return d
-
-
 @pytest.mark.parametrize(("stop", "shards"), [("sigterm", 1), ("sigkill", 1), ("sigkill", 2)],
                          ids=["sigterm", "sigkill", "sigkill-2-shards"])
 def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir, tmp_path, stop, shards):
@@ -77,7 +63,7 @@ def test_restart_continues_sessions_and_scores(server_factory, tenants, data_dir
     sharding = ["--shards", str(shards)]
 
     # baseline: the same sequences against a server that never restarts
-    base = server_factory(data=_other_data_dir(tmp_path))
+    base = server_factory(data=site_a_data_dir(tmp_path / "baseline"))
     expected = {v: [_send(base.url, e, v) for e in seq] for v in visitors}
     base.kill(signal.SIGTERM)
 

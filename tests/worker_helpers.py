@@ -60,3 +60,18 @@ def wait_for_ids(data_path: Path, site_id: str, ids: set[str], timeout: float = 
 def quarantine_rows(data_path: Path, site_id: str) -> list[dict[str, Any]]:
     t = lake_table(data_path, site_id, "quarantine")
     return t.to_pylist() if t.num_rows else []
+
+
+def site_a_data_dir(path: Path):
+    """A second initialised data directory holding site_a on t.alpha.test (as the
+    ``tenants`` fixture registers it): a server to compare with, over its own lake."""
+    from clickstream_lake.control import sites as sites_mod
+    from clickstream_lake.control.db import ControlDB
+    from clickstream_lake.settings import DataDir
+
+    d = DataDir.resolve(path).ensure()
+    db = ControlDB(d.control_db)
+    db.migrate()
+    sites_mod.add_site(db, "site_a", domain="alpha.test", hostnames=["t.alpha.test"], plan="enterprise")
+    db.close()
+    return d
