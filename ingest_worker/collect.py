@@ -113,16 +113,20 @@ class CollectComponent:
         if leftovers:
             log.warning("replayed %d log segment(s): %d events, %d quarantined, %d duplicates skipped",
                         res.segments, res.events, res.quarantined, res.duplicates)
-        scoring = pl.ScoringStage(secret=_identity_secret(self.ctx))
-        sharded = None
-        if self.shard_count > 1:
-            self.shard_pool = ShardPool(self.shard_count, scoring.scorer.secret, self.ctx.lake.root,
+        secret = _identity_secret(self.ctx)
+        scoring, sharded = None, None
+        if self.shard_count > 1:  # the shards score; this process keeps no visitor state
+            from ingest_worker.scoring import resolve_secret
+
+            self.shard_pool = ShardPool(self.shard_count, resolve_secret(secret), self.ctx.lake.root,
                                         ready_timeout=max(self.rebuild_wait_s, 60.0),
                                         answer_timeout=_env_float("CLICKSTREAM_SHARD_TIMEOUT", 30.0),
                                         before_respawn=self.flusher.flush_now,
                                         on_restart=self.metrics.shard_restarts.inc)
             self.metrics.shards_ready.set_function(self.shard_pool.ready_count)
             sharded = ShardedScoring(self.shard_pool, self._watched)
+        else:
+            scoring = pl.ScoringStage(secret=secret)
         self.pipeline = pl.Pipeline(self.ctx.config, self.log, self.metrics, scoring=scoring,
                                     dedupe=dedupe, shards=sharded)
         await self.log.start()
@@ -131,14 +135,14 @@ class CollectComponent:
         if self.compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
 
-    async def _rebuild_sessions(self, scoring: pl.ScoringStage) -> None:
+    async def _rebuild_sessions(self, scoring: pl.ScoringStage | None) -> None:
         """Sessions and scores continue across a restart: replay the lake's last 25 h (the log's
         leftovers are already in it) into the session store, off the event loop.  Collect
         requests wait for this (``CLICKSTREAM_REBUILD_WAIT``, then 503 + Retry-After)."""
         try:
             if self.shard_pool is not None:  # each shard rebuilds its own visitors
                 self.rebuilt = await self.shard_pool.start()
-            else:
+            elif scoring is not None:
                 self.rebuilt = await asyncio.to_thread(rebuild_sessions, self.ctx.lake, scoring.scorer)
             log.info("sessions rebuilt: %d visitors from %d rows in %d files (%.2f s)", self.rebuilt.visitors,
                      self.rebuilt.rows, self.rebuilt.files, self.rebuilt.seconds)

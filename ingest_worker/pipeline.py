@@ -157,7 +157,7 @@ class ScoringStage:
 # --- the pipeline -------------------------------------------------------------------------------------
 class Pipeline:
     def __init__(self, config: ConfigCache, log: DurableLog, metrics: WorkerMetrics, *,
-                 scoring: Callable[[TrackedEvent, SiteConfig], tuple[dict[str, float], bool]],
+                 scoring: Callable[[TrackedEvent, SiteConfig], tuple[dict[str, float], bool]] | None,
                  limiter: RateLimiter | None = None, dedupe: DedupeWindow | None = None,
                  max_body: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH, shards: ShardedScoring | None = None):
         self.config = config
@@ -169,6 +169,8 @@ class Pipeline:
         self.max_body = max_body
         self.max_batch = max_batch
         self.shards = shards  # a ShardedScoring: step 4 in scoring shards instead of here
+        if (scoring is None) == (shards is None):
+            raise ValueError("a pipeline scores either here (scoring) or in shards, one of them")
 
     async def collect(self, req: IncomingRequest) -> Answer:
         # 1. tenant: the Host header names the site

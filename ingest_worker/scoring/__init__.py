@@ -129,6 +129,19 @@ def _secret_from_env() -> bytes | None:
     return raw.encode() if raw else None
 
 
+def resolve_secret(secret: bytes | str | None = None) -> bytes:
+    """The key of cookieless visitor ids: ``secret``, else ``CLICKSTREAM_ID_SECRET``, else a
+    random per-process one (with a warning: such ids change when the process restarts)."""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not secret:
+        secret = _secret_from_env()
+    if not secret:
+        log.warning("no %s set: cookieless visitor ids will change when the process restarts", SECRET_ENV)
+        secret = secrets.token_bytes(32)
+    return secret
+
+
 class Scorer:
     """Identity → session → scores for the worker, one call per event.
 
@@ -140,14 +153,7 @@ class Scorer:
     """
 
     def __init__(self, secret: bytes | str | None = None, store: SessionStore | None = None) -> None:
-        if isinstance(secret, str):
-            secret = secret.encode()
-        if not secret:
-            secret = _secret_from_env()
-        if not secret:
-            log.warning("no %s set: cookieless visitor ids will change when the process restarts", SECRET_ENV)
-            secret = secrets.token_bytes(32)
-        self.secret: bytes = secret
+        self.secret: bytes = resolve_secret(secret)
         self.store = store if store is not None else SessionStore()
         self._lock = threading.Lock()
         self._hosts: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
