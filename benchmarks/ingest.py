@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -233,6 +234,19 @@ def shard_pids(port: int) -> list[int]:
 
     health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
     return [p for p in health["checks"]["collect"].get("shards", {}).get("pids", []) if p]
+
+
+def server_cpu_s(pid: int, port: int) -> Callable[[], tuple[float, float, float]]:
+    """A probe of a running server's CPU seconds so far: (server process, its scoring shards,
+    its flush process), each from /proc; call it before and after a phase, subtract."""
+    shards = shard_pids(port)
+
+    def probe() -> tuple[float, float, float]:
+        own, children = process_cpu_s(pid)
+        in_shards = sum(process_cpu_s(p)[0] for p in shards)
+        return own, in_shards, children - in_shards
+
+    return probe
 
 
 def lake_count(lake: Path) -> int:
@@ -442,17 +456,16 @@ def main() -> None:
         out["single_event"]["group_commit_p50_ms_le"] = bucket_quantile(commits0, commits1, 0.50)
         out["single_event"]["group_commit_p99_ms_le"] = bucket_quantile(commits0, commits1, 0.99)
         before = lake_count(data.lake)
-        shards = shard_pids(port)
-        cpu0, shard0 = process_cpu_s(proc.pid), sum(process_cpu_s(p)[0] for p in shards)
+        cpu = server_cpu_s(proc.pid, port)
+        cpu0 = cpu()
         b = loop.run_until_complete(batched(port, args.duration, args.batch, args.connections, args.visitors))
         drained = wait_drained([data.lake], before + b["acked"])
-        cpu1, shard1 = process_cpu_s(proc.pid), sum(process_cpu_s(p)[0] for p in shards)
-        own_s, children_s, shards_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], shard1 - shard0
-        cpu_s = own_s + children_s
+        own_s, shards_s, flush_s = (after - before_s for after, before_s in zip(cpu(), cpu0, strict=True))
+        cpu_s = own_s + shards_s + flush_s
         b["server_cpu_us_per_event"] = cpu_s / max(b["acked"], 1) * 1e6
         b["collect_process_cpu_us_per_event"] = own_s / max(b["acked"], 1) * 1e6
         b["scoring_shards_cpu_us_per_event"] = shards_s / max(b["acked"], 1) * 1e6
-        b["flush_process_cpu_us_per_event"] = (children_s - shards_s) / max(b["acked"], 1) * 1e6
+        b["flush_process_cpu_us_per_event"] = flush_s / max(b["acked"], 1) * 1e6
         b["events_per_server_cpu_second"] = b["acked"] / cpu_s if cpu_s > 0 else None
         b["drain_after_load_s"] = drained
         b["sustained_into_parquet_eps"] = b["acked"] / (b["seconds"] + drained)

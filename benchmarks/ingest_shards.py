@@ -39,8 +39,7 @@ from ingest import (  # noqa: E402
     batched,
     bench_server,
     lake_count,
-    process_cpu_s,
-    shard_pids,
+    server_cpu_s,
     steady_rate,
     wait_drained,
 )
@@ -58,10 +57,9 @@ def run(setup: str, seconds: float, batch: int, connections: int, visitors: int)
             for port, _, _ in servers:  # warm up past start-up (flush process spawn, imports)
                 loop.run_until_complete(steady_rate(port, 200, 2.0, "POST", "/v1/collect",
                                                     lambda: json.dumps(_event(visitors)).encode()))
-            shard_procs = [pid for port, _, _ in servers for pid in shard_pids(port)]
             before = sum(lake_count(d.lake) for _, d, _ in servers)
-            cpu0 = [process_cpu_s(p.pid) for _, _, p in servers]
-            shard0 = [process_cpu_s(pid)[0] for pid in shard_procs]
+            probes = [server_cpu_s(p.pid, port) for port, _, p in servers]
+            cpu0 = [probe() for probe in probes]
             per_server = max(1, connections // n)
             # each independent server holds the visitors a shard would: its share of them
             share = max(1, visitors // n) if visitors else 0
@@ -74,23 +72,20 @@ def run(setup: str, seconds: float, batch: int, connections: int, visitors: int)
             loop.close()
             acked = sum(r["acked"] for r in results)
             drained = wait_drained([d.lake for _, d, _ in servers], before + acked)
-            cpu1 = [process_cpu_s(p.pid) for _, _, p in servers]
-            shard1 = [process_cpu_s(pid)[0] for pid in shard_procs]
+            cpu1 = [probe() for probe in probes]
         finally:
             for _, _, p in servers:
                 p.terminate()
             for _, _, p in servers:
                 p.wait(timeout=60)
     elapsed = max(r["seconds"] for r in results)
-    server_s = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1, strict=True))
-    children_s = sum(b[1] - a[1] for a, b in zip(cpu0, cpu1, strict=True))
-    shards_s = sum(shard1) - sum(shard0)
+    server_s, shards_s, flush_s = (sum(b[i] - a[i] for a, b in zip(cpu0, cpu1, strict=True)) for i in range(3))
     per_event = 1e6 / max(acked, 1)
     return {"setup": setup, "servers": n, "shards": k, "acked": acked, "acked_eps": acked / elapsed,
             "sustained_into_parquet_eps": acked / (elapsed + drained), "drain_after_load_s": drained,
             "server_cpu_us_per_event": server_s * per_event,
             "shards_cpu_us_per_event": shards_s * per_event,
-            "flush_cpu_us_per_event": (children_s - shards_s) * per_event,
+            "flush_cpu_us_per_event": flush_s * per_event,
             "errors": sum(r["errors"] for r in results)}
 
 
