@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
-# The compiled score kernel (setup.py; optional: without a compiler the formulas run as
-# pure Python).  Editing its sources rebuilds it in place on the next make venv/test/demo.
-KERNEL := ingest_worker/scoring/_formulas_c.pyx ingest_worker/scoring/formulas.py ingest_worker/scoring/_source_hash.py
+# The compiled parts (setup.py; optional: without a compiler the formulas run as pure
+# Python and the flush reads its log with orjson): the score kernel and the flush's log
+# reader.  Editing their sources rebuilds them in place on the next make venv/test/demo.
+KERNEL := ingest_worker/scoring/_formulas_c.pyx ingest_worker/scoring/formulas.py ingest_worker/scoring/_source_hash.py \
+          ingest_worker/_r1_columns.pyx
 KSTAMP := $(VENV)/.kernel-built
 DATA   ?= ./data
 PYTEST_ARGS ?=
@@ -43,4 +45,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts build ingest_worker/scoring/_formulas_c.c \
-		ingest_worker/scoring/_formulas_c.*.so
+		ingest_worker/scoring/_formulas_c.*.so ingest_worker/_r1_columns.c ingest_worker/_r1_columns.*.so

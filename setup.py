@@ -1,8 +1,11 @@
-"""The optional compiled score kernel (ingest_worker/scoring/_formulas_c.pyx); everything
-else about the package is in pyproject.toml.
+"""The optional compiled parts; everything else about the package is in pyproject.toml.
 
-The extension is ``optional``: without a C compiler or the Python headers the build warns
-and the package installs without it (the formulas then run as pure Python).  Flags: -O2
+* the score kernel (ingest_worker/scoring/_formulas_c.pyx);
+* the flush process's reader of logged rows (ingest_worker/_r1_columns.pyx).
+
+Each extension is ``optional``: without a C compiler or the Python headers the build warns
+and the package installs without it (the formulas then run as pure Python, the flush
+decodes its records with orjson).  Flags: -O2
 and -ffp-contract=off only -- never -ffast-math or -march=native, which would let the
 compiler fuse or reorder floating-point operations and change the scores' last bits."""
 
@@ -26,7 +29,7 @@ class optional_build_ext(build_ext):
         except Exception as e:  # no compiler, no Python headers, ...
             if not ext.optional:
                 raise
-            print(f"warning: building {ext.name} failed ({e}): the score formulas stay pure Python")
+            print(f"warning: building {ext.name} failed ({e}): it stays pure Python")
 
 
 def extensions() -> list:
@@ -44,7 +47,9 @@ def extensions() -> list:
         extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
         optional=True,
     )
-    built = cythonize([ext], quiet=True)
+    rows = Extension("ingest_worker._r1_columns", ["ingest_worker/_r1_columns.pyx"],
+                     extra_compile_args=["-O2"], optional=True)
+    built = cythonize([ext, rows], quiet=True)
     for e in built:  # cythonize's Extension objects do not keep ``optional``
         e.optional = True
     return built

@@ -387,7 +387,17 @@ def _string_array(values: Sequence[Any], convert: Any, *, scan: bool = True) -> 
 
     ``scan=False`` (values decoded from JSON, so never bytes, which Arrow would take as
     strings): no type scan first, Arrow converts the column and only a column it refuses
-    (a number, a lone surrogate...) takes the scanning path."""
+    (a number, a lone surrogate...) takes the scanning path.
+
+    ``values`` may be an Arrow array already (the flush's compiled log reader): a string
+    array as it is, a float64 array of numeric components as :func:`_float_components`
+    (its NaNs are the nulls), any other as its Python values."""
+    if isinstance(values, pa.Array):
+        if values.type == pa.string():
+            return values.fill_null("") if values.null_count else values
+        if values.type == pa.float64() and convert is _component:
+            return _float_components(values)
+        values = values.to_pylist()
     if not scan:
         try:
             arr = pa.array(values, type=pa.string())
@@ -426,7 +436,13 @@ def _number_components(values: Sequence[Any]) -> pa.Array | None:
         return pc.cast(ints, pa.string()).fill_null("")
     if not types <= _FLOAT_TYPES:
         return None
-    floats = pa.array(values, type=pa.float64())
+    return _float_components(pa.array(values, type=pa.float64()))
+
+
+def _float_components(floats: pa.Array) -> pa.Array:
+    """``[_fmt_number(v) for v in floats]`` in Arrow (a null or a NaN → '')."""
+    import pyarrow.compute as pc
+
     integral = pc.and_(pc.and_(pc.is_finite(floats), pc.less(pc.abs(floats), 1e15)),
                        pc.equal(pc.floor(floats), floats)).fill_null(False)
     digits = pc.cast(pc.cast(pc.if_else(integral, floats, 0.0), pa.int64()), pa.string())
@@ -477,6 +493,14 @@ def _needs_escaping(joined: pa.Array, separators: int) -> bool:
     return b"%" in values or values.count(b"|") != separators * len(joined)
 
 
+def _rows(values: Mapping[str, Sequence[Any]], positions: list[int]) -> list[dict[str, Any]]:
+    """Rows ``positions`` of the columns ``values`` (Python sequences or Arrow arrays) as dicts."""
+    picked = {name: (col.take(pa.array(positions, type=pa.int64())).to_pylist() if isinstance(col, pa.Array)
+                     else [col[r] for r in positions])
+              for name, col in values.items()}
+    return [dict(zip(picked, row, strict=True)) for row in zip(*picked.values(), strict=True)]
+
+
 def _columns(events: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Sequence[Any]]:
     """``{name: [e.get(name) for e in events]}``; when every event has the same keys (the
     flusher's case) one C-level pass: itemgetter per event, then a transpose."""
@@ -512,13 +536,32 @@ def encode_table(events: Sequence[Mapping[str, Any]], *, from_json: bool = False
     return encode_columns(_columns(events, _TABLE_FIELDS), len(events), from_json=from_json)
 
 
+def _double_array(nums: Sequence[Any] | pa.Array, from_json: bool) -> pa.Array:
+    """``[_double(v) for v in nums]`` as float64 (nulls may remain: the caller fills them)."""
+    if isinstance(nums, pa.Array):
+        if nums.type == pa.float64():
+            return nums
+        nums = nums.to_pylist()
+    if from_json or _NUM_TYPES.issuperset(map(type, nums)):
+        # JSON values Arrow takes as float64 are those float() gives the same double of
+        # (numbers, bools); a string, a list or an int beyond 2**53 raises: value by value
+        try:
+            return pa.array(nums, type=pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    return pa.array([_double(v) for v in nums], type=pa.float64())
+
+
 def encode_columns(values: Mapping[str, Sequence[Any]], n: int, *, from_json: bool = False) -> pa.Table:
     """:func:`encode_table` for events given as columns: ``values[name][r]`` is row ``r``'s
     value of ``name`` (a name that is absent is None for every row).
 
     ``from_json=True`` promises the values were decoded from JSON (str, int, float, bool,
     None, list, dict -- never bytes): columns then go to Arrow without a Python type scan
-    first (same table)."""
+    first (same table).
+
+    A column may also be an Arrow array (the flush's compiled log reader): strings, a
+    float64 of numbers whose NaNs stand for the nulls, the int64 timestamps."""
     import pyarrow.compute as pc
 
     if n == 0:
@@ -550,28 +593,23 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int, *, from_json: bo
         over_limit(arr)
         columns[f"blob{i + 1}"] = arr
     timestamps = values["timestamp"]
-    if not all(type(t) is int for t in timestamps):
-        timestamps = [int(t) for t in timestamps]
-    ts_arr = pa.array(timestamps, type=pa.int64())
+    if isinstance(timestamps, pa.Array):
+        ts_arr = timestamps.cast(pa.int64())
+    else:
+        if not all(type(t) is int for t in timestamps):
+            timestamps = [int(t) for t in timestamps]
+        ts_arr = pa.array(timestamps, type=pa.int64())
     for i, name in enumerate(DOUBLE_NAMES):
-        nums = values[name]
-        arr = None
-        if from_json or _NUM_TYPES.issuperset(map(type, nums)):
-            # JSON values Arrow takes as float64 are those float() gives the same double of
-            # (numbers, bools); a string, a list or an int beyond 2**53 raises: value by value
-            try:
-                arr = pa.array(nums, type=pa.float64())
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                arr = None
-        if arr is None:
-            arr = pa.array([_double(v) for v in nums], type=pa.float64())
-        elif arr.null_count:
+        arr = _double_array(values[name], from_json)
+        if arr.null_count:
             arr = arr.fill_null(math.nan)
         if i == _TS_POS:
             arr = pc.if_else(pc.is_nan(arr), pc.cast(ts_arr, pa.float64()), arr)
         columns[f"double{i + 1}"] = arr
     sites = values["site_id"]
-    if not _STR_TYPES.issuperset(map(type, sites)):
+    if isinstance(sites, pa.Array):
+        sites = sites.to_pylist() if sites.type != pa.string() else sites
+    elif not _STR_TYPES.issuperset(map(type, sites)):
         sites = [s if type(s) is str else str(s or "") for s in sites]
     table = pa.Table.from_arrays(
         [ts_arr.cast(pa.timestamp("ms", tz="UTC")), pa.array(sites, type=pa.string()).fill_null(""),
@@ -581,6 +619,8 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int, *, from_json: bo
         schema=ROW_SCHEMA,
     )
     cuts = values["cut"]
+    if isinstance(cuts, pa.Array):
+        cuts = cuts.to_pylist()
     if not long_blobs and not any(cuts):
         return table
     too_long = pa.array([False] * n)
@@ -588,8 +628,7 @@ def encode_columns(values: Mapping[str, Sequence[Any]], n: int, *, from_json: bo
         too_long = pc.or_(too_long, pc.greater(lengths, BLOB_MAX_BYTES))
     redo = [r for r, (long_, cut) in enumerate(zip(too_long.to_pylist(), cuts, strict=True)) if long_ or cut]
     # rows needing cuts: the row-wise encoder, then every row back in its place
-    names = list(values)
-    slow = rows_to_table([encode({k: values[k][r] for k in names}) for r in redo])
+    slow = rows_to_table([encode(row) for row in _rows(values, redo)])
     redo_set = set(redo)
     fast_rows = [r for r in range(n) if r not in redo_set]
     merged = pa.concat_tables([table.take(pa.array(fast_rows, type=pa.int64())), slow])

@@ -130,6 +130,7 @@ class FlushResult:
     duplicates: int = 0
     files: int = 0
     corrupt_records: int = 0
+    compiled_rows: int = 0  # event records read by the compiled reader (the rest by orjson)
     seconds: float = 0.0
 
 
@@ -254,25 +255,40 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool) -> FlushResult:
-    """Publish the records of ``segments`` to the lake (does not delete the segments)."""
+def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool,
+                   columnar: bool | None = None) -> FlushResult:
+    """Publish the records of ``segments`` to the lake (does not delete the segments).
+
+    ``columnar``: read the usual ``"r1"`` records with the compiled reader
+    (:func:`columnar_reader`; None = whenever it is in use); False = every record through
+    ``orjson`` (the reference the compiled path is tested against)."""
+    if columnar is None:
+        columnar = columnar_reader()[0] is not None
     with _gc_paused():
-        return _flush_segments(segments, lake, dedupe_against_lake=dedupe_against_lake)
+        return _flush_segments(segments, lake, dedupe_against_lake=dedupe_against_lake, columnar=columnar)
 
 
-def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool) -> FlushResult:
-    t0 = time.perf_counter()
-    day_of_ts = _day_cache()
-    res = FlushResult(segments=len(segments))
-    events: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
-    quarantine: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
-    valid_sites: set[str] = set()  # each distinct site id is checked once per flush
-    loads, n_r1 = orjson.loads, len(ROW_FIELDS_V1)
-    last_site: Any = None
-    last_day_n: int | None = None
-    bucket: dict[str, list[Any]] = {}  # the event bucket of the previous event record
-    for seg in segments:
-        for payload in read_segment(seg):
+class _Buckets:
+    """Decoded records by partition and id: ``events[(site, day)][event_id]`` and
+    ``quarantine[(site, day)][record_id]`` (first one wins; later ones are duplicates)."""
+
+    def __init__(self, res: FlushResult):
+        self.res = res
+        self.events: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+        self.quarantine: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+        self.valid_sites: set[str] = set()  # each distinct site id is checked once per flush
+        self.day_of_ts = _day_cache()
+
+    def add(self, records: Iterable[tuple[Path, bytes]]) -> None:
+        """Decode each ``(segment, payload)`` with orjson and file it; an unreadable record
+        is counted and skipped."""
+        events, quarantine, valid_sites, day_of_ts, res = (
+            self.events, self.quarantine, self.valid_sites, self.day_of_ts, self.res)
+        loads, n_r1 = orjson.loads, len(ROW_FIELDS_V1)
+        last_site: Any = None
+        last_day_n: int | None = None
+        bucket: dict[str, list[Any]] = {}  # the event bucket of the previous event record
+        for seg, payload in records:
             try:
                 rec = loads(payload)
                 kind = rec[0]
@@ -312,8 +328,22 @@ def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_la
                 res.duplicates += 1
                 continue
             target[key] = rec
+
+
+def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool,
+                    columnar: bool) -> FlushResult:
+    t0 = time.perf_counter()
+    res = FlushResult(segments=len(segments))
+    buckets = _Buckets(res)
+    records = [(seg, payload) for seg in segments for payload in read_segment(seg)]
+    event_tables: list[tuple[str, str, pa.Table]] | None = None
+    if columnar and not dedupe_against_lake:  # a replay or a retry reads the Python way
+        event_tables = _columnar_events(records, buckets)
+    if event_tables is None:
+        buckets.add(records)
+        event_tables = []
     fs = lake.fs
-    for (site, day), rows_by_id in events.items():
+    for (site, day), rows_by_id in buckets.events.items():
         with partition_lock(lake, site, day):
             part = lake.partition_dir(site, day)
             if dedupe_against_lake:
@@ -323,7 +353,12 @@ def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_la
             publish_parquet(_events_table(list(rows_by_id.values())), fs, f"{part}/{new_file_name('flush')}")
             res.events += len(rows_by_id)
             res.files += 1
-    for (site, day), rows_by_id in quarantine.items():
+    for site, day, table in event_tables:
+        with partition_lock(lake, site, day):
+            publish_parquet(table, fs, f"{lake.partition_dir(site, day)}/{new_file_name('flush')}")
+        res.events += table.num_rows
+        res.files += 1
+    for (site, day), rows_by_id in buckets.quarantine.items():
         qdir = f"{lake.quarantine_dir(site)}/dt={day}"
         if dedupe_against_lake:
             res.duplicates += _drop_published(rows_by_id, qdir, "record_id", fs)
@@ -334,6 +369,106 @@ def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_la
         res.files += 1
     res.seconds = time.perf_counter() - t0
     return res
+
+
+# --- the compiled path: "r1" records straight into Arrow columns -------------------------------
+try:  # built by setup.py when a C compiler is there (optional, like the score kernel)
+    from ingest_worker import _r1_columns
+except ImportError:  # pragma: no cover - a build without the extension
+    _r1_columns = None
+
+COLUMNAR_ENV = "CLICKSTREAM_COMPILED_FLUSH"  # "0": decode every record with orjson
+_R1_PREFIX, _Q_PREFIX = b'["r1",', b'["q",'
+_NUMERIC_ROW_FIELDS = frozenset({"lat", "lon", "x", "y", "value", "session_number", "scroll_depth",
+                                 "time_on_page_ms", "click_count", "ts_ms", *codec.SCORE_NAMES})
+# the reader's column kinds: T the int64 timestamp, N a number or null, S a string or null
+R1_KINDS = "".join("T" if name == "timestamp" else "N" if name in _NUMERIC_ROW_FIELDS else "S"
+                   for name in ROW_FIELDS_V1).encode()
+_MAX_TS_MS = 253_402_300_799_999  # 9999-12-31: day_of's limit
+
+
+def columnar_reader() -> tuple[Any, str]:
+    """``(module, "")`` when the flush reads ``"r1"`` records with the compiled reader, else
+    ``(None, why not)``."""
+    if os.environ.get(COLUMNAR_ENV, "1") == "0":
+        return None, f"{COLUMNAR_ENV}=0"
+    if _r1_columns is None:
+        return None, "ingest_worker._r1_columns is not built (no C compiler at install?)"
+    return _r1_columns, ""
+
+
+def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> list[tuple[str, str, pa.Table]] | None:
+    """The event tables of ``records`` by partition, its ``"r1"`` records read by the
+    compiled reader (the quarantine records filed into ``buckets`` the usual way); None --
+    nothing filed -- unless every event record is a plain ``"r1"`` record the reader takes
+    and every site and timestamp is valid: then the orjson path decides everything, as
+    before (an ``"e"``/``"v"`` record among them, a corrupt record, an odd value...).
+
+    Same rows, same order, same files as that path: duplicates by event id within a
+    partition are dropped (the first one stays, an empty id is never a duplicate), each
+    partition's rows stay in log order, stably sorted by timestamp."""
+    reader, _ = columnar_reader()
+    payloads = [payload for _, payload in records if payload[:6] == _R1_PREFIX]
+    if reader is None or not payloads:
+        return None
+    others = [rec for rec in records if rec[1][:6] != _R1_PREFIX]
+    if any(payload[:5] != _Q_PREFIX for _, payload in others):
+        return None  # "e"/"v" records interleave with the rows: one path keeps the log order
+    columns, why = reader.r1_columns(payloads, R1_KINDS)
+    if columns is None:
+        log.info("flushing %d rows through orjson: %s", len(payloads), why)
+        return None
+    values = dict(zip(ROW_FIELDS_V1, columns, strict=True))
+    ts, sites = values["timestamp"], values["site_id"]
+    low, high = pc.min_max(ts).values()
+    if low.as_py() < 0 or high.as_py() > _MAX_TS_MS:
+        return None
+    try:
+        site_ids = [check_site_id(site) for site in pc.unique(sites).to_pylist()]
+    except ValueError:
+        return None
+    days = pc.divide(ts, _DAY_MS)
+    keep = _first_of_each_id(sites, days, values["event_id"])
+    if keep is not None:
+        values = {name: col.take(keep) for name, col in values.items()}
+        sites, days = values["site_id"], days.take(keep)
+    try:
+        table = codec.encode_columns(values, len(days), from_json=True)
+    except Exception:  # noqa: BLE001 - the orjson path encodes row by row what it can
+        log.exception("column-wise encoding of %d compiled rows failed; flushing them through orjson", len(payloads))
+        return None
+    buckets.res.compiled_rows = len(payloads)
+    buckets.res.duplicates += len(payloads) - len(days)
+    buckets.add(others)
+    day_numbers = pc.unique(days).to_pylist()
+    out = []
+    for site in site_ids:
+        for day_n in day_numbers:
+            if len(site_ids) == 1 and len(day_numbers) == 1:
+                part = table
+            else:
+                part = table.filter(pc.and_(pc.equal(sites, site), pc.equal(days, day_n)))
+                if not part.num_rows:
+                    continue
+            out.append((site, day_of(day_n * _DAY_MS), _in_time_order(part)))
+    return out
+
+
+def _first_of_each_id(sites: pa.Array, days: pa.Array, event_ids: pa.Array) -> pa.Array | None:
+    """Positions of the rows to keep when some event id repeats within a partition (the
+    first one stays); None when none does."""
+    n = len(event_ids)
+    if pc.count_distinct(event_ids).as_py() == n and not pc.any(pc.equal(event_ids, "")).as_py():
+        return None
+    seen: set[tuple[str, int, str]] = set()
+    keep: list[int] = []
+    for i, key in enumerate(zip(sites.to_pylist(), days.to_pylist(), event_ids.to_pylist(), strict=True)):
+        if key[2]:
+            if key in seen:
+                continue
+            seen.add(key)
+        keep.append(i)
+    return pa.array(keep, type=pa.int64()) if len(keep) < n else None
 
 
 def _die_with_parent(parent_pid: int) -> None:
