@@ -6,9 +6,12 @@ Measures, in one run:
    beside ``GET /healthz`` at the same rate as the framework's floor (baseline); each
    answer's ``Server-Timing`` splits it into the worker's share (and the durable log's part
    of that) and the rest of the round trip (HTTP, kernel, the load generator itself);
-2. batched ingestion (batches of 100, closed loop over a few connections) for ``--duration``
-   seconds (default 60): events/s acknowledged, and events/s sustained into Parquet
-   (acknowledged events / time until every one of them is readable in the lake);
+2. batched ingestion (batches of 100, closed loop over ``--connections`` keep-alive
+   connections, default 8) for ``--duration`` seconds (default 60): events/s acknowledged,
+   and events/s sustained into Parquet (acknowledged events / time until every one of them
+   is readable in the lake).  Until 2026-11-30 the default was 4 connections: too few to
+   keep a sharded server's cores busy, its requests spending part of their time waiting on
+   the hop to a shard and on the log's fsync;
 3. acknowledgement → visible in Parquet: p50/p99 over single events sent at 20/s.
 
 The load comes from ``--visitors`` returning visitors (default 10,000, SDK ids): each batch
@@ -428,7 +431,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="single-event requests per second")
     ap.add_argument("--single-seconds", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--connections", type=int, default=8,
+                    help="batched load: concurrent keep-alive connections (default 8; 4 leave a sharded "
+                         "server's cores idle while requests wait on the hop and the fsync)")
     ap.add_argument("--visitors", type=int, default=10_000,
                     help="returning visitors the load comes from: each batch is one visitor's, each single "
                          "event a random one's (SDK ids); 0 = every event from one cookieless visitor")

@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of batched load per round (default 20)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per setup (default 2)")
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--connections", type=int, default=4, help="load generator connections in all")
+    ap.add_argument("--connections", type=int, default=8, help="load generator connections in all (default 8)")
     ap.add_argument("--visitors", type=int, default=10_000,
                     help="returning visitors in all (ingest.py's --visitors), shared out among independent servers")
     ap.add_argument("--json", action="store_true", help="print one JSON object of figures")
