@@ -58,14 +58,15 @@ def print_cpu_table(title: str, trees: list[str], workloads: dict[str, dict],
     Console().print(t)
 
 
-def run_in_tree(script: str, src: Path, *args: str) -> dict:
+def run_in_tree(script: str, src: Path, *args: str, env: dict[str, str] | None = None) -> dict:
     """Run ``script`` (a benchmark's own file) with ``--worker src *args`` in a fresh
-    interpreter that imports the code of tree ``src``; returns the JSON object it prints last."""
+    interpreter that imports the code of tree ``src`` (with ``env`` added to its
+    environment); returns the JSON object it prints last."""
     import json
     import os
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(src)}
     cmd = [sys.executable, str(Path(script).resolve()), "--worker", str(src), *args]
     out = subprocess.run(cmd, env=env, cwd=src, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -11,12 +11,16 @@ Two workloads, as in ``benchmarks/pipeline.py``:
 * ``mixed``  -- 50 visitors, page views / clicks / scrolls / engagement over 300 URLs,
   some with UTM or click ids, a few props, ~1 % invalid events (quarantine).
 
-With ``--baseline REV`` the same segments are flushed by the code of git revision REV
-(exported to a temporary directory) in alternating rounds; the table shows both side by
-side and the ratio, and what both trees publish is compared: the rows (value for value, in
-order) and the Parquet files' bytes::
+Side by side, in alternating rounds on the same segments, the table shows two flushes, the
+ratio of their CPU, and whether they publish the same rows (value for value, in order) and
+the same Parquet files' bytes:
 
-    python benchmarks/flush.py --baseline main [--events 10000] [--rounds 5] [--json]
+* by default, the compiled reader of ``"r1"`` records (``current``) against the same code
+  with every record decoded by orjson (``orjson path``: ``CLICKSTREAM_COMPILED_FLUSH=0``);
+* with ``--baseline REV``, the code of git revision REV (exported to a temporary directory)
+  against the current code::
+
+    python benchmarks/flush.py [--baseline main] [--events 10000] [--rounds 5] [--json]
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def measure(segments: Path, repeat: int) -> dict:
     from ingest_worker.flusher import flush_segments
 
     segs = list_segments(segments)
-    cpu, digest, file_digest, events = [], "", "", 0
+    cpu, digest, file_digest, events, compiled = [], "", "", 0, 0
     for i in range(repeat + 1):  # the first one warms up (imports, caches)
         with tempfile.TemporaryDirectory(prefix="cs-flushlake-") as lake_dir:
             lake = LakeLayout.local(lake_dir)
@@ -110,11 +114,12 @@ def measure(segments: Path, repeat: int) -> dict:
                 cpu.append((c1 - c0) / n * 1e6)
             else:
                 (digest, file_digest), events = _lake_digest(Path(lake.base)), res.events
-    return {"cpu_us": cpu, "events": events, "digest": digest, "file_digest": file_digest}
+                compiled = getattr(res, "compiled_rows", 0)  # (a baseline tree may predate the field)
+    return {"cpu_us": cpu, "events": events, "compiled_rows": compiled, "digest": digest, "file_digest": file_digest}
 
 
-def _run_round(src: Path, segments: Path, repeat: int) -> dict:
-    return run_in_tree(__file__, src, "--segments", str(segments), "--repeat", str(repeat))
+def _run_round(src: Path, env: dict[str, str], segments: Path, repeat: int) -> dict:
+    return run_in_tree(__file__, src, "--segments", str(segments), "--repeat", str(repeat), env=env)
 
 
 def main() -> None:
@@ -136,10 +141,12 @@ def main() -> None:
         print(json.dumps(measure(Path(args.segments), args.repeat)))
         return
 
-    trees: dict[str, Path] = {"current": ROOT}
     tmp = tempfile.TemporaryDirectory(prefix="cs-flushbench-")
+    trees: dict[str, tuple[Path, dict[str, str]]] = {  # name: (source tree, environment)
+        "orjson path": (ROOT, {"CLICKSTREAM_COMPILED_FLUSH": "0"}), "current": (ROOT, {})}
     if args.baseline:
-        trees = {f"baseline {args.baseline}": export_revision(args.baseline, Path(tmp.name) / "baseline"), "current": ROOT}
+        trees = {f"baseline {args.baseline}": (export_revision(args.baseline, Path(tmp.name) / "baseline"), {}),
+                 "current": (ROOT, {})}
     workloads = ("scroll", "mixed") if args.workload == "both" else (args.workload,)
     runs: dict[str, dict[str, list[dict]]] = {w: {t: [] for t in trees} for w in workloads}
     records: dict[str, int] = {}
@@ -150,8 +157,8 @@ def main() -> None:
             records[w] = write_segments(w, args.events, args.batch, seg_dirs[w])
         for _ in range(args.rounds):
             for w in workloads:
-                for name, src in trees.items():
-                    runs[w][name].append(_run_round(src, seg_dirs[w], args.repeat))
+                for name, (src, env) in trees.items():
+                    runs[w][name].append(_run_round(src, env, seg_dirs[w], args.repeat))
     finally:
         shutil.rmtree(tmp.name, ignore_errors=True)
 
@@ -162,7 +169,7 @@ def main() -> None:
         for name in trees:
             first = runs[w][name][0]
             res[name] = {**cpu_figures([c for r in runs[w][name] for c in r["cpu_us"]]), "events": first["events"],
-                         "digest": first["digest"], "file_digest": first["file_digest"]}
+                         "compiled_rows": first["compiled_rows"], "digest": first["digest"], "file_digest": first["file_digest"]}
         add_speedup(res, list(trees))
         if len(trees) == 2:
             base, cur = (res[n] for n in trees)
