@@ -43,7 +43,14 @@ from clickstream_lake.compaction import (
 from clickstream_lake.context import AppContext
 from ingest_worker import pipeline as pl
 from ingest_worker.durable_log import DurableLog, read_segment
-from ingest_worker.flusher import ROW_KINDS, Flusher, FlushResult, recent_event_ids, record_key
+from ingest_worker.flusher import (
+    ROW_KINDS,
+    Flusher,
+    FlushResult,
+    columnar_reader,
+    recent_event_ids,
+    record_key,
+)
 from ingest_worker.metrics import WorkerMetrics
 from ingest_worker.rebuild import RebuildResult, rebuild_sessions
 from ingest_worker.shards import ShardedScoring, ShardPool, shards_from_env
@@ -170,6 +177,7 @@ class CollectComponent:
         return {"collect": {"ok": ok, "sessions_ready": self.sessions_ready.is_set(),
                             "log_pending_bytes": self.log.pending_bytes,
                             "log_failures": self.log.stats.failures, "flush_error": self.flusher.last_error,
+                            "flush_reader": _flush_reader(),
                             **({"shards": self.shard_pool.health()} if self.shard_pool is not None else {})}}
 
     def _watched(self, site_id: str) -> bool:
@@ -277,6 +285,7 @@ class CollectComponent:
         self.metrics.flush_seconds.observe(res.seconds)
         self.metrics.flushed_rows.labels("events").inc(res.events)
         self.metrics.flushed_rows.labels("quarantine").inc(res.quarantined)
+        self.metrics.flush_compiled_rows.inc(res.compiled_rows)
         groups = self.log.stats.groups
         self.metrics.log_fsyncs.inc(groups - self._groups_counted)
         self._groups_counted = groups
@@ -336,6 +345,12 @@ def _identity_secret(ctx: AppContext) -> bytes | None:
         f.flush()
         os.fsync(f.fileno())
     return value
+
+
+def _flush_reader() -> str:
+    """How the flush reads the log's rows: "compiled", or "orjson (why)"."""
+    reader, why = columnar_reader()
+    return "compiled" if reader is not None else f"orjson ({why})"
 
 
 def _origin_allowed(origin: str, domain: str) -> bool:

@@ -39,6 +39,9 @@ class WorkerMetrics:
                                        buckets=_JOB_BUCKETS, registry=registry)
         self.flushed_rows = Counter("clickstream_flushed_rows", "Rows published to Parquet", ["kind"],
                                     registry=registry)
+        self.flush_compiled_rows = Counter("clickstream_flush_compiled_rows",
+                                           "Event records the flush read with its compiled reader (the rest: orjson)",
+                                           registry=registry)
         self.flush_failures = Counter("clickstream_flush_failures", "Flushes that failed (retried)",
                                       registry=registry)
         self.compaction_seconds = Histogram("clickstream_compaction_seconds", "Partition compaction duration",

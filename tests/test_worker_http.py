@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -212,8 +213,10 @@ def test_rate_limit_answers_429_with_retry_after(server_factory, tenants, data_d
     assert 'clickstream_rate_limited_total{site="site_a"}' in metrics
 
 
-def test_metrics_count_per_site(server, tenants):
-    post(server.url, "t.alpha.test", {"events": [event(), event(), {"type": "teleport"}]})
+def test_metrics_count_per_site(server, tenants, data_dir):
+    good = [event(), event()]
+    post(server.url, "t.alpha.test", {"events": [*good, {"type": "teleport"}]})
+    wait_for_ids(data_dir.path, "site_a", {e["event_id"] for e in good})
     text = httpx.get(server.url + "/metrics").text
     assert 'clickstream_events_accepted_total{site="site_a"} 2.0' in text
     assert 'clickstream_events_rejected_total{' in text and 'site="site_a"' in text
@@ -222,6 +225,15 @@ def test_metrics_count_per_site(server, tenants):
     # every acknowledged request waited for a group commit, and each one's duration is observed
     commits = re.search(r"^clickstream_log_group_commit_seconds_count (\S+)$", text, re.M)
     assert commits and float(commits.group(1)) >= 1
+    # the flush read the rows with its compiled reader (tests/test_flush_compiled.py), and says so
+    if os.environ.get("CLICKSTREAM_COMPILED_FLUSH") != "0":
+        def compiled_rows() -> float:  # counted just after the flush publishes its files
+            found = re.search(r"^clickstream_flush_compiled_rows_total (\S+)$",
+                              httpx.get(server.url + "/metrics").text, re.M)
+            return float(found.group(1)) if found else 0.0
+
+        assert wait_for(lambda: compiled_rows() >= 2), compiled_rows()
+        assert httpx.get(server.url + "/healthz").json()["checks"]["collect"]["flush_reader"] == "compiled"
 
 
 @pytest.mark.parametrize("n", [500])
