@@ -10,6 +10,12 @@ each file zstd-compressed with DuckDB-sized row groups and published atomically
 (:func:`clickstream_lake.lake.publish_parquet`), under the partition lock shared with
 compaction.  Only then are the segments deleted.
 
+Two readers of the log, one result.  The usual flush -- only ``"r1"`` rows and ``"q"``
+quarantine records -- reads its rows with the compiled reader (``_r1_columns``, straight
+into Arrow columns); anything else leaves the whole flush to orjson, record by record
+(:class:`_Buckets`), which is what the compiled path is tested against: the same files, byte
+for byte.
+
 Exactly once.  A crash between publishing a file and deleting its segment leaves rows that
 are both in the lake and in the log.  So when a segment is flushed for the second time --
 on start (:meth:`Flusher.replay`) or after a failed flush -- its rows are deduplicated by
