@@ -23,14 +23,13 @@ byte of the Parquet files).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from libc.math cimport isinf, NAN
-from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy
 
 import pyarrow as pa
-
-from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 
 cdef extern from "float.h":
     int LDBL_MANT_DIG
@@ -459,7 +458,10 @@ def r1_columns(list payloads, bytes kinds):
                     raise MemoryError()
                 nnum += 1
         for row in range(n):
-            payload = <bytes> payloads[row]
+            obj = payloads[row]
+            if type(obj) is not bytes:
+                raise TypeError(f"record {row} is {type(obj).__name__}, not bytes")
+            payload = <bytes> obj
             p = <cptr> PyBytes_AS_STRING(payload)
             end = p + PyBytes_GET_SIZE(payload)
             done = _record(p, end, kind_chars, ncols, row, strs, str_of, nums, num_of, stamps)

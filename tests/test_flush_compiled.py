@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clickstream_lake import codec
 from clickstream_lake.lake import LakeLayout
 from ingest_worker.durable_log import frame
 from ingest_worker.events import ROW_FIELDS_V1
@@ -219,3 +218,11 @@ def test_what_the_reader_refuses_it_says(record, reason):
 def test_numbers_it_does_not_take_are_refused(number):
     cols, why = READER.r1_columns([b'["r1",[1,' + number + b"]]"], b"TN")
     assert cols is None and why
+
+
+@needs_reader
+def test_only_bytes_are_read():
+    with pytest.raises(TypeError, match="record 1 is bytearray"):
+        READER.r1_columns([b'["r1",[1]]', bytearray(b'["r1",[1]]')], b"T")
+    with pytest.raises(ValueError, match="exactly one T column"):
+        READER.r1_columns([b'["r1",["a"]]'], b"S")
