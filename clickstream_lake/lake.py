@@ -38,7 +38,7 @@ class LakeError(ValueError):
 
 def check_site_id(site_id: str) -> str:
     """Site ids become path segments and SQL literals: keep them boring."""
-    if not isinstance(site_id, str) or not _SITE_ID_RE.match(site_id) or ".." in site_id:
+    if not isinstance(site_id, str) or not _SITE_ID_RE.fullmatch(site_id) or ".." in site_id:
         raise LakeError(
             f"invalid site id {site_id!r}: use 1-64 characters of letters, digits, '_', '-', '.'"
         )
@@ -46,7 +46,7 @@ def check_site_id(site_id: str) -> str:
 
 
 def check_table_name(name: str) -> str:
-    if not isinstance(name, str) or not _TABLE_NAME_RE.match(name):
+    if not isinstance(name, str) or not _TABLE_NAME_RE.fullmatch(name):
         raise LakeError(f"invalid table name {name!r}: use letters, digits and '_', starting with a letter")
     return name
 

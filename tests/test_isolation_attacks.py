@@ -195,3 +195,18 @@ def test_auth_and_errors(attack_server):
     hb = {"Authorization": f"Bearer {tenants['site_b'].keys['read']}"}
     r = httpx.post(url, content=f"SELECT count(*) AS n FROM events WHERE hem = '{CANARY}'", headers=hb)
     assert r.status_code == 200 and r.json()["data"][0]["n"] > 0
+
+
+@pytest.mark.parametrize("name", ["site_a\n", "site_a\n/../site_b", "\nsite_a", "site_a\r"])
+def test_identifiers_with_a_line_break_are_refused(name):
+    """A validation regex ending in ``$`` also matches before a trailing newline: every
+    identifier that becomes a path or a SQL name must match whole (``fullmatch``)."""
+    from clickstream_lake.export.exporter import ExportError, check_namespace
+    from clickstream_lake.lake import check_site_id, check_table_name
+
+    with pytest.raises(ValueError):
+        check_site_id(name)
+    with pytest.raises(ValueError):
+        check_table_name(name.replace("site_a", "events"))
+    with pytest.raises(ExportError):
+        check_namespace(name)

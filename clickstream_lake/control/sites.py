@@ -30,7 +30,7 @@ class Site:
 def normalize_hostname(host: str) -> str:
     """Lower-case, strip a trailing dot; a Host header may carry a port (kept when given)."""
     h = (host or "").strip().lower().rstrip(".")
-    if not _HOST_RE.match(h):
+    if not _HOST_RE.fullmatch(h):
         raise SiteError(f"invalid hostname {host!r}")
     return h
 

@@ -182,7 +182,7 @@ def parse_funnel(spec: str) -> list[FunnelStep]:
         raise ValueError("a funnel needs 2 to 8 steps, separated by '>'")
     steps = []
     for s in raw:
-        if not _STEP_RE.match(s):
+        if not _STEP_RE.fullmatch(s):
             raise ValueError(f"funnel step {s!r}: use an event type, a path like /pricing, or custom:<name>")
         if s.startswith("/"):
             pattern = s.replace("*", "%")

@@ -52,7 +52,7 @@ _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9
 
 
 def check_namespace(ns: str) -> str:
-    if not ns or len(ns) > 200 or ".." in ns or not _NAMESPACE_RE.match(ns):
+    if not ns or len(ns) > 200 or ".." in ns or not _NAMESPACE_RE.fullmatch(ns):
         raise ExportError(
             f"invalid export namespace {ns!r}: use letters, digits, '_', '-', '.' (and '/' between segments)"
         )
