@@ -89,17 +89,24 @@ cdef inline bint _append(StrCol *col, cptr src, Py_ssize_t n) noexcept nogil:
 # and those rare numbers -- and every number on a machine without x87 long doubles -- go to
 # PyOS_string_to_double.
 cdef long double _POW10[28]
-cdef bint _FAST_DOUBLES = LDBL_MANT_DIG == 64
+cdef bint _FAST_DOUBLES = False
 
 
-cdef void _init_pow10() noexcept:
+cdef bint _init_pow10() noexcept:
+    """The exact powers of ten; True when long double arithmetic really runs with a 64-bit
+    mantissa (x87 extended precision, not switched to 53 bits)."""
     cdef int i
+    cdef volatile long double one = 1.0
+    cdef volatile long double tiny = 1.0
+    for i in range(60):
+        tiny = tiny / 2.0
     _POW10[0] = 1.0
     for i in range(1, 28):
         _POW10[i] = _POW10[i - 1] * 10.0
+    return LDBL_MANT_DIG == 64 and one + tiny != one
 
 
-_init_pow10()
+_FAST_DOUBLES = _init_pow10()
 
 
 cdef inline bint _fast_double(unsigned long long w, int k, bint negative, double *out) noexcept nogil:
@@ -319,8 +326,12 @@ cdef cptr _number(cptr p, cptr end, bint timestamp, double *out_d, int64_t *out_
         while p < end and 48 <= p[0] <= 57:
             if exp_value < 100000:
                 exp_value = exp_value * 10 + (p[0] - 48)
+            else:  # an exponent this long is not read exactly: refused below
+                exact = False
             p += 1
         k += exp_sign * exp_value
+    if p - start > MAX_NUMBER_CHARS:  # orjson writes at most ~25; a long one is refused
+        return NULL
     if integral:
         if not exact or digits > (18 if timestamp else 15):
             return NULL
@@ -332,8 +343,6 @@ cdef cptr _number(cptr p, cptr end, bint timestamp, double *out_d, int64_t *out_
     if exact and _fast_double(w, k, negative, out_d):
         return p
     n = p - start  # the rare number: Python's own exact strtod
-    if n > MAX_NUMBER_CHARS:
-        return NULL
     for i in range(n):
         buf[i] = <char> start[i]
     buf[n] = 0

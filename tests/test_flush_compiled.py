@@ -214,7 +214,10 @@ def test_what_the_reader_refuses_it_says(record, reason):
 
 @needs_reader
 @pytest.mark.parametrize("number", [b"1234567890123456", b"-10000000000000000", b"1e400", b"-1e999", b"1.", b".5",
-                                    b"1e", b"-", b"NaN", b"Infinity"])
+                                    b"1e", b"-", b"NaN", b"Infinity", b"1." + b"0" * 70,
+                                    # found by review: an exponent cut short once read a wrong value
+                                    b"0." + b"0" * 99_999 + b"1e1000000", b"0." + b"0" * 100_026 + b"1e1000000"],
+                         ids=lambda n: n[:24].decode() + ("..." if len(n) > 24 else ""))
 def test_numbers_it_does_not_take_are_refused(number):
     cols, why = READER.r1_columns([b'["r1",[1,' + number + b"]]"], b"TN")
     assert cols is None and why
