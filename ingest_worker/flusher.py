@@ -159,15 +159,17 @@ def _packed_or_row_by_row(build: Callable[[], pa.Table], rows: Callable[[], list
         return codec.rows_to_table([row for row in map(_encode_or_none, values) if row is not None])
 
 
-def _events_table(records: list[list[Any]]) -> pa.Table:
+def _events_table(records: list[list[Any]], compiled: pa.Table | None = None) -> pa.Table:
     """Logged event records as one AE-row table in timestamp order, packed column by column
     (:func:`codec.encode_columns`): ``"r1"`` records (row values as a list) transposed
     straight into columns, ``"v"`` records (a dict of row values) likewise; ``"e"`` records
-    (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are."""
+    (``["e", timestamp, index1, blobs, doubles]``, already packed) taken as they are.
+    ``compiled``: the partition's ``"r1"`` rows already packed (the compiled reader), in
+    the place of the ``"r1"`` records'."""
     r1 = [r for r in records if r[0] == "r1"]
     dicts = [r[1] for r in records if r[0] == "v"]
     packed = [r for r in records if r[0] == "e"]
-    tables = []
+    tables = [] if compiled is None else [compiled]
     if r1:
         lists = [r[1] for r in r1]
         tables.append(_packed_or_row_by_row(
@@ -342,28 +344,26 @@ def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_la
     res = FlushResult(segments=len(segments))
     buckets = _Buckets(res)
     records = [(seg, payload) for seg in segments for payload in read_segment(seg)]
-    event_tables: list[tuple[str, str, pa.Table]] | None = None
+    compiled: dict[tuple[str, str], pa.Table] | None = None
     if columnar and not dedupe_against_lake:  # a replay or a retry reads the Python way
-        event_tables = _columnar_events(records, buckets)
-    if event_tables is None:
+        compiled = _columnar_events(records, buckets)
+    if compiled is None:
         buckets.add(records)
-        event_tables = []
+        compiled = {}
     fs = lake.fs
-    for (site, day), rows_by_id in buckets.events.items():
+    for site, day in [*buckets.events, *(key for key in compiled if key not in buckets.events)]:
+        rows_by_id = buckets.events.get((site, day), {})
+        rows = compiled.get((site, day))
         with partition_lock(lake, site, day):
             part = lake.partition_dir(site, day)
             if dedupe_against_lake:
                 res.duplicates += _drop_published(rows_by_id, part, EVENT_ID_COLUMN, fs)
-            if not rows_by_id:
+            n = len(rows_by_id) + (rows.num_rows if rows is not None else 0)
+            if not n:
                 continue
-            publish_parquet(_events_table(list(rows_by_id.values())), fs, f"{part}/{new_file_name('flush')}")
-            res.events += len(rows_by_id)
+            publish_parquet(_events_table(list(rows_by_id.values()), rows), fs, f"{part}/{new_file_name('flush')}")
+            res.events += n
             res.files += 1
-    for site, day, table in event_tables:
-        with partition_lock(lake, site, day):
-            publish_parquet(table, fs, f"{lake.partition_dir(site, day)}/{new_file_name('flush')}")
-        res.events += table.num_rows
-        res.files += 1
     for (site, day), rows_by_id in buckets.quarantine.items():
         qdir = f"{lake.quarantine_dir(site)}/dt={day}"
         if dedupe_against_lake:
@@ -403,23 +403,22 @@ def columnar_reader() -> tuple[Any, str]:
     return _r1_columns, ""
 
 
-def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> list[tuple[str, str, pa.Table]] | None:
-    """The event tables of ``records`` by partition, its ``"r1"`` records read by the
-    compiled reader (the quarantine records filed into ``buckets`` the usual way); None --
-    nothing filed -- unless every event record is a plain ``"r1"`` record the reader takes
-    and every site and timestamp is valid: then the orjson path decides everything, as
-    before (an ``"e"``/``"v"`` record among them, a corrupt record, an odd value...).
+def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> dict[tuple[str, str], pa.Table] | None:
+    """The ``"r1"`` rows of ``records`` read by the compiled reader and packed, by partition
+    (``(site, day)``: rows in log order, not yet sorted by time); every other record filed
+    into ``buckets`` the orjson way.  None -- nothing filed -- unless every ``"r1"`` record
+    is one the reader takes and every site and timestamp is valid, or when an event id of
+    another record kind (``"v"``/``"e"``) meets one of these rows in a partition (the log
+    order then decides which one stays): the orjson path then decides everything, as before.
 
     Same rows, same order, same files as that path: duplicates by event id within a
-    partition are dropped (the first one stays, an empty id is never a duplicate), each
-    partition's rows stay in log order, stably sorted by timestamp."""
+    partition are dropped (the first one stays, an empty id is never a duplicate); a
+    partition's table is its ``"r1"`` rows, then its ``"v"`` and ``"e"`` rows, stably
+    sorted by timestamp (:func:`_events_table`)."""
     reader, _ = columnar_reader()
     payloads = [payload for _, payload in records if payload[:6] == _R1_PREFIX]
     if reader is None or not payloads:
         return None
-    others = [rec for rec in records if rec[1][:6] != _R1_PREFIX]
-    if any(payload[:5] != _Q_PREFIX for _, payload in others):
-        return None  # "e"/"v" records interleave with the rows: one path keeps the log order
     columns, why = reader.r1_columns(payloads, R1_KINDS)
     if columns is None:
         log.info("flushing %d rows through orjson: %s", len(payloads), why)
@@ -438,26 +437,51 @@ def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> li
     if keep is not None:
         values = {name: col.take(keep) for name, col in values.items()}
         sites, days = values["site_id"], days.take(keep)
+    day_numbers = pc.unique(days).to_pylist()
+    masks = {(site, day_n): pc.and_(pc.equal(sites, site), pc.equal(days, day_n))
+             for site in site_ids for day_n in day_numbers} if len(site_ids) * len(day_numbers) > 1 else None
+    others = _Buckets(FlushResult())  # "q" records, and any "v"/"e" (or corrupt) ones
+    others.add([rec for rec in records if rec[1][:6] != _R1_PREFIX])
+    if others.events and _ids_meet(others.events, values["event_id"], masks, site_ids[0], day_numbers[0]):
+        return None
     try:
         table = codec.encode_columns(values, len(days), from_json=True)
     except Exception:  # noqa: BLE001 - the orjson path encodes row by row what it can
         log.exception("column-wise encoding of %d compiled rows failed; flushing them through orjson", len(payloads))
         return None
-    buckets.res.compiled_rows = len(payloads)
-    buckets.res.duplicates += len(payloads) - len(days)
-    buckets.add(others)
-    day_numbers = pc.unique(days).to_pylist()
-    out = []
-    for site in site_ids:
-        for day_n in day_numbers:
-            if len(site_ids) == 1 and len(day_numbers) == 1:
-                part = table
-            else:
-                part = table.filter(pc.and_(pc.equal(sites, site), pc.equal(days, day_n)))
-                if not part.num_rows:
-                    continue
-            out.append((site, day_of(day_n * _DAY_MS), _in_time_order(part)))
+    res = buckets.res
+    res.compiled_rows = len(payloads)
+    res.duplicates += len(payloads) - len(days) + others.res.duplicates
+    res.corrupt_records += others.res.corrupt_records
+    buckets.events, buckets.quarantine = others.events, others.quarantine
+    if masks is None:
+        return {(site_ids[0], day_of(day_numbers[0] * _DAY_MS)): table}
+    out = {}
+    for (site, day_n), mask in masks.items():
+        part = table.filter(mask)
+        if part.num_rows:
+            out[(site, day_of(day_n * _DAY_MS))] = part
     return out
+
+
+def _ids_meet(events: dict[tuple[str, str], dict[str, list[Any]]], event_ids: pa.Array,
+              masks: dict[tuple[str, int], pa.Array] | None, site: str, day_n: int) -> bool:
+    """Whether an event id of the orjson-read records ``events`` is also the id of one of
+    the compiled rows in the same partition."""
+    days = {day_of(n * _DAY_MS): n for n in ([day_n] if masks is None else {d for _, d in masks})}
+    for (other_site, day), rows_by_id in events.items():
+        if masks is None:
+            if (other_site, days.get(day)) != (site, day_n):
+                continue
+            ids = event_ids
+        else:
+            mask = masks.get((other_site, days.get(day)))
+            if mask is None:
+                continue
+            ids = event_ids.filter(mask)
+        if not rows_by_id.keys().isdisjoint(v for v in ids.to_pylist() if v):
+            return True
+    return False
 
 
 def _first_of_each_id(sites: pa.Array, days: pa.Array, event_ids: pa.Array) -> pa.Array | None:
