@@ -10,11 +10,11 @@ each file zstd-compressed with DuckDB-sized row groups and published atomically
 (:func:`clickstream_lake.lake.publish_parquet`), under the partition lock shared with
 compaction.  Only then are the segments deleted.
 
-Two readers of the log, one result.  The usual flush -- only ``"r1"`` rows and ``"q"``
-quarantine records -- reads its rows with the compiled reader (``_r1_columns``, straight
-into Arrow columns); anything else leaves the whole flush to orjson, record by record
-(:class:`_Buckets`), which is what the compiled path is tested against: the same files, byte
-for byte.
+Two readers of the log, one result.  A flush reads its ``"r1"`` rows with the compiled
+reader (``_r1_columns``, straight into Arrow columns) and its other records with orjson,
+record by record (:class:`_Buckets`); a record the compiled reader does not take makes the
+whole flush read by orjson, which is what the compiled path is tested against: the same
+files, byte for byte.
 
 Exactly once.  A crash between publishing a file and deleting its segment leaves rows that
 are both in the lake and in the log.  So when a segment is flushed for the second time --
