@@ -122,6 +122,19 @@ ATTACKS: list[str] = [
     "SELECT version()",
     "SELECT json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
     "SELECT url FROM events WHERE starts_with(url, getenv('PWD'))",
+    # text a node prints raw (found by review, 2026-11-30): the guard saw abs(), DuckDB ran the string
+    "SELECT abs('1) AS z, name, value FROM duckdb_settings() --' => 1)",
+    "SELECT abs('1) AS z; CREATE OR REPLACE VIEW events AS SELECT 1 AS hijacked; SELECT 1 --' => 1)",
+    "SELECT abs('1) AS z; COPY (SELECT * FROM events) TO ''{lake}/events/site_id=site_a/planted.parquet''; "
+    "SELECT 1 --' => 1)",
+    "SELECT INTERVAL '1' DAY TO 'x) AS z FROM duckdb_settings() --' FROM events",
+    "SELECT EXTRACT(\"x) AS z FROM duckdb_settings() --\" FROM timestamp) FROM events",
+    "SELECT 'a' COLLATE 'x FROM duckdb_settings() --' FROM events",
+    "SELECT column_name, min, max FROM (SUMMARIZE 'duckdb_views')",
+    "SELECT * FROM (SUMMARIZE '{lake}/events/site_id=site_b/**/*.parquet')",
+    "SELECT * FROM (DESCRIBE events)",
+    # the guard's own work is bounded (a 240 KB select list cost 11-14 s of CPU)
+    "SELECT " + ",".join(["1"] * 110_000),
     # huge cross joins and resource abuse (limits, not the guard, stop these)
     "SELECT count(*) FROM events a, events b, events c, events d, events e",
     "SELECT * FROM events a, events b, events c",
@@ -167,8 +180,13 @@ def test_isolation_attack_suite(attack_server):
                 rejected.append((sql, r.status_code, body["rule"]))
     assert not read_since(atimes), f"files outside site_a were read: {read_since(atimes)}"
     assert len(rejected) >= 80, answered
-    # nothing was written into the lake by COPY
+    # nothing was written into the lake by COPY, no view was replaced
     assert not list(lake.data.lake.glob("**/pwn.parquet"))
+    assert not list(lake.data.lake.glob("**/planted.parquet"))
+    for sql, _, rule in rejected:
+        if "=> 1)" in sql or "COLLATE" in sql or "SUMMARIZE" in sql or "TO 'x)" in sql or "EXTRACT" in sql:
+            assert rule in ("function", "read_only", "regenerated", "table_function"), (sql, rule)
+    assert any(rule == "too_complex" for _, _, rule in rejected)
     # still alive and fast
     t0 = time.monotonic()
     r = httpx.post(srv.url + "/v1/sql", content="SELECT count(*) AS n FROM events", headers=headers, timeout=30)
