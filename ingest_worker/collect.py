@@ -356,7 +356,10 @@ def _flush_reader() -> str:
 def _origin_allowed(origin: str, domain: str) -> bool:
     if not origin or not domain:
         return False
-    host = (urlsplit(origin).hostname or "").lower().rstrip(".")
+    try:
+        host = (urlsplit(origin).hostname or "").lower().rstrip(".")
+    except ValueError:  # e.g. "http://[::1": not an origin of the site
+        return False
     domain = domain.lower().rstrip(".")
     return host == domain or host.endswith("." + domain)
 

@@ -630,17 +630,19 @@ def recent_event_ids(lake: LakeLayout, within_s: float = 600.0) -> list[tuple[st
     if not root.exists():
         return []
     cutoff = time.time() - within_s
-    days = {day_of(int((time.time() - d * 86_400) * 1000)) for d in (0, 1)}
     out: list[tuple[str, str]] = []
     for site_dir in root.glob("site_id=*"):
         site = site_dir.name[len("site_id="):]
-        for day in days:
-            for f in (site_dir / f"dt={day}").glob("*.parquet"):
+        for part in site_dir.glob("dt=*"):  # every day: a late event lands in its own (old) day
+            for f in part.glob("*.parquet"):
                 try:
                     if f.name.startswith(".") or f.stat().st_mtime < cutoff:
                         continue
                     col = pq.read_table(f, columns=[EVENT_ID_COLUMN]).column(0).to_pylist()
                 except FileNotFoundError:
+                    continue
+                except (OSError, pa.ArrowException, KeyError) as e:  # not a file of ours: never stop a start
+                    log.warning("dedupe seed: skipping unreadable %s: %s", f, e)
                     continue
                 out.extend((site, eid) for eid in col if eid)
     return out

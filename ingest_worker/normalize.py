@@ -38,6 +38,7 @@ MAX_FIELD_BYTES = 8192
 MAX_SKEW_MS = 5 * 60_000
 MAX_LATENESS_MS = 30 * 86_400_000
 MAX_EVENT_ID_CHARS = 128
+MAX_EVENT_ID_BYTES = 256  # blob18's limit: a longer id would be stored cut, and not match itself on a retry
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_FUTURE_MS = 86_400_000  # a ts more than a day ahead of the receive time is nonsense
 
@@ -149,6 +150,8 @@ def parse_body(
             return doc
     if not isinstance(doc, dict):
         return _reject("body", 'request body must be one event object or {"events": [...]}')
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(doc, MAX_DEPTH):
+        return _reject("body", f"request body is nested too deeply (more than {MAX_DEPTH} levels)")
     if "events" not in doc:
         return [doc]
     events = doc["events"]
@@ -159,6 +162,24 @@ def parse_body(
     if len(events) > max_batch:
         return _reject("events", f"field 'events' holds {len(events)} events, more than the {max_batch} allowed", 413)
     return events
+
+
+MAX_DEPTH = 200  # JSON nesting levels a body may have (what orjson and pickle carry with room)
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests more than ``limit`` arrays/objects deep (iteratively: a deep
+    document never exhausts Python's stack here)."""
+    stack = [(doc, 1)]
+    while stack:
+        item, depth = stack.pop()
+        values = item.values() if isinstance(item, dict) else item
+        for v in values:
+            if isinstance(v, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((v, depth + 1))
+    return False
 
 
 def _loads_checked(raw: bytes) -> Any:
@@ -215,6 +236,8 @@ def parse_query(params: Mapping[str, str]) -> list[Any]:
                 parsed = json.loads(value, parse_constant=_no_constants)
             except (ValueError, RecursionError):
                 parsed = value  # parse_event rejects it, naming 'props'
+            if isinstance(parsed, (dict, list)) and _deeper_than(parsed, MAX_DEPTH - 1):
+                parsed = value  # (kept as the text, rejected as not an object, like any odd props)
             event["props"] = parsed
         elif key in _QUERY_NUMBERS:
             event[key] = _query_number(value)
@@ -306,6 +329,23 @@ def request_info(
 
 
 # --- one event -------------------------------------------------------------------------------------
+def event_id_problem(event_id: str) -> str | None:
+    """Why ``event_id`` cannot be a dedupe key that the lake stores as it is, or None: the
+    stored id (blob18) must equal the id a retry sends, so no lone surrogate (stored as
+    U+FFFD) and no more than :data:`MAX_EVENT_ID_BYTES` bytes (stored cut)."""
+    if len(event_id) > MAX_EVENT_ID_CHARS:
+        return f"is longer than {MAX_EVENT_ID_CHARS} characters"
+    if event_id.isascii():
+        return None
+    try:
+        size = len(event_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if size > MAX_EVENT_ID_BYTES:
+        return f"is longer than {MAX_EVENT_ID_BYTES} bytes in UTF-8"
+    return None
+
+
 def _string(obj: Mapping[str, Any], field: str, max_bytes: int) -> str | Rejection:
     value = obj.get(field)
     if value is None:
@@ -458,8 +498,8 @@ def parse_event_checked(
         event_id = uuid.uuid4().hex
     elif not isinstance(event_id, str):
         return _reject("event_id", "field 'event_id' must be a string")
-    elif len(event_id) > MAX_EVENT_ID_CHARS:
-        return _reject("event_id", f"field 'event_id' is longer than {MAX_EVENT_ID_CHARS} characters")
+    elif (problem := event_id_problem(event_id)) is not None:
+        return _reject("event_id", f"field 'event_id' {problem}")
 
     hem = obj.get("hem")
     if hem is None or hem == "":
@@ -718,7 +758,7 @@ def parse_well_formed(
     event_id = get("event_id")
     if event_id is None or event_id == "":
         event_id = uuid.uuid4().hex
-    elif type(event_id) is not str or len(event_id) > MAX_EVENT_ID_CHARS:
+    elif type(event_id) is not str or len(event_id) > MAX_EVENT_ID_CHARS or not event_id.isascii():
         return None
 
     hem = get("hem")

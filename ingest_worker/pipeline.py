@@ -27,6 +27,7 @@ acknowledged are answered as accepted and not stored again (:class:`DedupeWindow
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -179,16 +180,18 @@ class Pipeline:
             self.metrics.unknown_host.inc()
             return Answer.error(404, "unknown_host", f"no site is registered for host {req.host!r}")
 
-        # 2. the events the body (or the pixel's query string) holds
+        # 2. the events the body (or the pixel's query string) holds, or why it is refused
         quarantined: list[QuarantineEntry] = []
         parsed = self.parse(req)
-        if isinstance(parsed, normalize.Rejection):
+
+        # 3. rate limit: one token per event (a body refused whole takes one: it is kept in
+        #    quarantine, so it must not get there faster than the site's plan allows)
+        rate, burst = site.rate_limit()
+        wait = self.limiter.take(site.site_id, 1 if isinstance(parsed, normalize.Rejection) else len(parsed),
+                                 rate, burst)
+        if wait <= 0 and isinstance(parsed, normalize.Rejection):
             quarantined.append(self.quarantine_entry(site, req, parsed, raw=req.body or _query_text(req)))
             return await self.reject_all(site, req, quarantined, parsed.status, [parsed])
-
-        # 3. rate limit: one token per event
-        rate, burst = site.rate_limit()
-        wait = self.limiter.take(site.site_id, len(parsed), rate, burst)
         if wait > 0:
             self.metrics.rate_limited.labels(site.site_id).inc()
             from ingest_worker.ratelimit import retry_after_header
@@ -282,7 +285,7 @@ class Pipeline:
         """Event ``index`` of the request is refused: listed in the answer, kept in quarantine
         (the raw body when it held just this event, else the event as JSON)."""
         out.rejected.append({"index": index, "error": rejection.reason})
-        raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
+        raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index], whole=req.body)
         out.quarantined.append(self.quarantine_entry(site, req, rejection, raw=raw, index=index))
 
     def quarantine_entry(self, site: SiteConfig, req: IncomingRequest, rejection: normalize.Rejection,
@@ -351,13 +354,33 @@ def _reason_class(rejection: normalize.Rejection) -> str:
     return f"bad_{rejection.field or 'event'}"
 
 
-def _json_text(obj: Any) -> str:
+def _json_text(obj: Any, *, whole: bytes | None = None) -> str | bytes:
+    """A rejected batch member's payload as JSON text; one nested too deep for that is kept
+    as the ``whole`` request body (its ``batch_index`` says which member it is)."""
     import orjson
 
     try:
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return repr(obj)
+    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate, an int beyond 64 bits, very deep
+        pass
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=repr)
+    except (RecursionError, ValueError, TypeError):  # deeper than Python recurses: kept, cut
+        return repr(obj) if whole is None and _shallow(obj) else (whole or b"")
+
+
+def _shallow(obj: Any, limit: int = 200) -> bool:
+    """Whether ``obj`` nests at most ``limit`` containers deep (iteratively: never a RecursionError)."""
+    stack = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            if depth >= limit:
+                return False
+            stack.extend((x, depth + 1) for x in item)
+    return True
 
 
 def _query_text(req: IncomingRequest) -> str:

@@ -113,13 +113,19 @@ def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildRes
         if not lake.is_local:
             con.register_filesystem(lake.fs)
             files = [f"{lake.root.split('://', 1)[0]}://{f}" for f in files]
-        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        con.execute(f"CREATE VIEW clickstream_events AS SELECT * FROM read_parquet([{file_list}], "
-                    "union_by_name = true)")
-        con.execute(read_sql("views/events.sql"))
-        cols = ", ".join(_ROW_COLUMNS)
-        table = con.sql(f"SELECT epoch_ms(timestamp) AS timestamp, {cols} FROM events "
-                        f"WHERE epoch_ms(timestamp) >= {int(since_ms)}").to_arrow_table()
+        try:
+            table = _read_rows(con, files, since_ms, read_sql("views/events.sql"))
+        except duckdb.Error as e:  # a file that is not one of ours: read file by file, skip it
+            log.warning("session rebuild: reading the files one by one (%s)", str(e).splitlines()[0][:200])
+            tables = []
+            for f in files:
+                try:
+                    tables.append(_read_rows(con, [f], since_ms, read_sql("views/events.sql")))
+                except duckdb.Error as err:
+                    log.warning("session rebuild: skipping %s: %s", f, str(err).splitlines()[0][:200])
+            table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+            if table is None:
+                return []
     finally:
         con.close()
     if result is not None:
@@ -130,6 +136,20 @@ def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildRes
         mine = [v for v in pc.unique(ids).to_pylist() if v and keep(v)]
         table = table.filter(pc.is_in(ids, value_set=pa.array(mine, type=ids.type)))
     return table.to_pylist()
+
+
+def _read_rows(con: Any, files: list[str], since_ms: int, events_view_sql: str) -> pa.Table:
+    """The decoded rows of ``files`` at or after ``since_ms``, each row's ``site_id`` the
+    one of the partition directory it was read from: a row claiming another site (a file
+    planted in a site's own directory) never becomes that site's state."""
+    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con.execute(f"CREATE OR REPLACE VIEW clickstream_events AS SELECT * EXCLUDE (filename) "
+                f"FROM read_parquet([{file_list}], union_by_name = true, filename = true) "
+                "WHERE blob1 = regexp_extract(filename, '/site_id=([^/]+)/', 1)")
+    con.execute(events_view_sql)
+    cols = ", ".join(_ROW_COLUMNS)
+    return con.sql(f"SELECT epoch_ms(timestamp) AS timestamp, {cols} FROM events "
+                   f"WHERE epoch_ms(timestamp) >= {int(since_ms)}").to_arrow_table()
 
 
 def rebuild_store(store: SessionStore, rows: Iterable[dict[str, Any]]) -> int:

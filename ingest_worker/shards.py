@@ -402,7 +402,8 @@ class ShardedScoring:
             mode = SCORE
             if type(obj) is dict:
                 eid = obj.get("event_id")
-                if type(eid) is str and eid and len(eid) <= normalize.MAX_EVENT_ID_CHARS:
+                if type(eid) is str and eid and ((len(eid) <= MAX_ID and eid.isascii())
+                                                 or normalize.event_id_problem(eid) is None):
                     key = (site_id, eid)
                     if dedupe.reserve(key):
                         scoring_keys[index] = key
@@ -484,15 +485,38 @@ class ShardedScoring:
         settled.set_result(None)
 
 
+MAX_ID = normalize.MAX_EVENT_ID_CHARS
+
+
 def _request_frame(site: SiteConfig, info: RequestInfo, want_events: bool,
                    group: tuple[list[int], list[int], list[Any]]) -> bytes:
     """A shard's frame: the events as JSON by orjson (half the cost of pickling dicts), or
     pickled when orjson refuses them (a lone surrogate, an integer beyond 64 bits)."""
     indices, modes, objs = group
     try:
-        return pickle.dumps((site, info, want_events, indices, modes, orjson.dumps(objs), None), protocol=5)
+        text = orjson.dumps(objs)
     except orjson.JSONEncodeError:
-        return pickle.dumps((site, info, want_events, indices, modes, None, objs), protocol=5)
+        text = None
+    if text is not None and b"null" in text and _non_finite(objs):  # orjson writes inf as null
+        text = None
+    if text is not None:
+        return pickle.dumps((site, info, want_events, indices, modes, text, None), protocol=5)
+    return pickle.dumps((site, info, want_events, indices, modes, None, objs), protocol=5)
+
+
+def _non_finite(objs: list[Any]) -> bool:
+    """Whether a float in ``objs`` is an infinity or NaN (a JSON number beyond float64
+    parses as inf: it must reach the shard as inf, to be refused as one process refuses it)."""
+    stack: list[Any] = [objs]
+    while stack:
+        item = stack.pop()
+        for v in (item.values() if isinstance(item, dict) else item):
+            if type(v) is float:
+                if v - v != 0.0:
+                    return True
+            elif isinstance(v, (dict, list)):
+                stack.append(v)
+    return False
 
 
 class ScoredRef(NamedTuple):
