@@ -178,7 +178,7 @@ class Pipeline:
         site = self.tenant(req.host)
         if site is None:
             self.metrics.unknown_host.inc()
-            return Answer.error(404, "unknown_host", f"no site is registered for host {req.host!r}")
+            return Answer.error(404, "unknown_host", f"no site is registered for host {req.host[:300]!r}")
 
         # 2. the events the body (or the pixel's query string) holds, or why it is refused
         quarantined: list[QuarantineEntry] = []

@@ -53,6 +53,14 @@ def test_unknown_host_is_404_json_and_stores_nothing(server, tenants, data_dir):
     assert not (data_dir.path / "lake" / "quarantine").exists() or not list(
         (data_dir.path / "lake" / "quarantine").glob("site_id=*"))
     assert "clickstream_unknown_host_requests_total 1.0" in httpx.get(server.url + "/metrics").text
+    long_host = "x" * 60_000 + ".test"
+    r = post(server.url, long_host, event())
+    assert r.status_code == 404 and len(r.content) < 1_000  # the answer does not echo it whole
+
+
+@pytest.mark.parametrize("host", ["T.ALPHA.TEST", "t.alpha.test.", "t.alpha.test:8787", "t.alpha.test.:80"])
+def test_host_spellings_of_a_site_reach_it(server, tenants, host):
+    assert post(server.url, host, event()).status_code == 200
 
 
 def test_visitor_cookie_is_first_party_and_recognised(server, tenants):

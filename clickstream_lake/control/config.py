@@ -175,8 +175,8 @@ class ConfigCache:
                 self._hosts = hosts
         h = (host or "").strip().lower().rstrip(".")
         site = hosts[1].get(h)
-        if site is None and ":" in h:
-            site = hosts[1].get(h.rsplit(":", 1)[0])
+        if site is None and ":" in h:  # a port: the bare name (a trailing dot before the port too)
+            site = hosts[1].get(h.rsplit(":", 1)[0].rstrip("."))
         return site
 
     def api_key(self, secret: str) -> keys_mod.ApiKey | None:

@@ -103,7 +103,7 @@ def site_for_hostname(db: ControlDB, host: str) -> str | None:
         return None
     rows = db.query("SELECT site_id FROM hostnames WHERE hostname = ?", (h,))
     if not rows and ":" in h:  # Host with a port: fall back to the bare name
-        rows = db.query("SELECT site_id FROM hostnames WHERE hostname = ?", (h.rsplit(":", 1)[0],))
+        rows = db.query("SELECT site_id FROM hostnames WHERE hostname = ?", (h.rsplit(":", 1)[0].rstrip("."),))
     return rows[0]["site_id"] if rows else None
 
 
