@@ -129,7 +129,7 @@ def _same_flush(tmp: Path, payloads: list[bytes]):
 
 @needs_reader
 @given(_log(odd=False))
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_the_compiled_reader_publishes_the_same_files_and_reads_them_itself(tmp_path_factory, payloads):
     res = _same_flush(tmp_path_factory.mktemp("flushc"), payloads)
     if not any(p.startswith((b'["v"', b'["e"')) for p in payloads):  # (their ids may meet the rows')
@@ -138,7 +138,7 @@ def test_the_compiled_reader_publishes_the_same_files_and_reads_them_itself(tmp_
 
 @needs_reader
 @given(_log(odd=True))
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_a_log_the_reader_refuses_publishes_the_same_files(tmp_path_factory, payloads):
     _same_flush(tmp_path_factory.mktemp("flushodd"), payloads)
 
