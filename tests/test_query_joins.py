@@ -45,6 +45,9 @@ def joined(server_factory, tenants, data_dir, tmp_path):
     assert httpx.put(srv.url + "/v1/tables/orders", content=csv, headers=rk).status_code == 403
     bad = httpx.put(srv.url + "/v1/tables/events", content=csv, headers=w)
     assert bad.status_code == 400 and "built-in" in bad.json()["error"]
+    for columns in (b"a,A\n1,2\n", b"a,\n1,2\n"):  # names SQL could not tell apart, or none
+        bad = httpx.put(srv.url + "/v1/tables/dupes", content=columns, headers=w)
+        assert bad.status_code == 400 and "name of its own" in bad.json()["error"], bad.text
     return srv, tenants, ev, orders, plans
 
 

@@ -38,6 +38,11 @@ def upload_table(layout: LakeLayout, site_id: str, name: str, data: bytes, conte
     table = read_upload(data, content_type)
     if table.num_columns == 0:
         raise TableUploadError("the upload has no columns")
+    names = [n.lower() for n in table.column_names]  # SQL compares them case-insensitively
+    if "" in names or len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise TableUploadError("every column needs a name of its own"
+                               + (f" (repeated: {', '.join(dupes)})" if dupes else " (one is empty)"))
     path = layout.table_path(site_id, name)
     publish_parquet(table, layout.fs, path)
     return {"table": name.lower(), "rows": table.num_rows,
