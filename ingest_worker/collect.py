@@ -201,7 +201,7 @@ class CollectComponent:
 
     async def pixel(self, request: Request) -> Response:
         t0 = time.perf_counter()
-        answer = await self._run(request, query=dict(request.query_params))
+        answer = await self._run(request, query=dict(request.query_params), query_text=request.url.query)
         if answer.status == 200:
             resp: Response = Response(PIXEL_GIF, media_type="image/gif",
                                       headers={"Cache-Control": "no-store", **answer.headers})
@@ -224,7 +224,8 @@ class CollectComponent:
             "Access-Control-Max-Age": "86400",
         })
 
-    async def _run(self, request: Request, *, body: bytes = b"", query: dict[str, str] | None = None) -> pl.Answer:
+    async def _run(self, request: Request, *, body: bytes = b"", query: dict[str, str] | None = None,
+                   query_text: str = "") -> pl.Answer:
         assert self.pipeline is not None
         if not self.sessions_ready.is_set():
             try:
@@ -236,7 +237,7 @@ class CollectComponent:
         req = pl.IncomingRequest(
             host=request.headers.get("host", ""), headers=request.headers,
             client_ip=request.client.host if request.client else "", received_ms=pl.now_ms(),
-            body=body, content_type=request.headers.get("content-type", ""), query=query,
+            body=body, content_type=request.headers.get("content-type", ""), query=query, query_text=query_text,
         )
         try:
             answer = await self.pipeline.collect(req)

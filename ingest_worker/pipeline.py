@@ -81,6 +81,7 @@ class IncomingRequest:
     body: bytes = b""
     content_type: str = ""
     query: Mapping[str, str] | None = None  # the pixel's query string instead of a body
+    query_text: str = ""  # that query string as received (what quarantine keeps)
 
 
 class ScoringUnavailable(Exception):
@@ -384,6 +385,8 @@ def _shallow(obj: Any, limit: int = 200) -> bool:
 
 
 def _query_text(req: IncomingRequest) -> str:
+    if req.query_text:  # as received: a repeated key keeps every value
+        return req.query_text
     from urllib.parse import urlencode
 
     return urlencode(list((req.query or {}).items()))
