@@ -270,10 +270,9 @@ def flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lak
     ``columnar``: read the usual ``"r1"`` records with the compiled reader
     (:func:`columnar_reader`; None = whenever it is in use); False = every record through
     ``orjson`` (the reference the compiled path is tested against)."""
-    if columnar is None:
-        columnar = columnar_reader()[0] is not None
+    reader = columnar_reader()[0] if columnar is not False else None
     with _gc_paused():
-        return _flush_segments(segments, lake, dedupe_against_lake=dedupe_against_lake, columnar=columnar)
+        return _flush_segments(segments, lake, dedupe_against_lake=dedupe_against_lake, reader=reader)
 
 
 class _Buckets:
@@ -339,14 +338,14 @@ class _Buckets:
 
 
 def _flush_segments(segments: list[Path], lake: LakeLayout, *, dedupe_against_lake: bool,
-                    columnar: bool) -> FlushResult:
+                    reader: Any) -> FlushResult:
     t0 = time.perf_counter()
     res = FlushResult(segments=len(segments))
     buckets = _Buckets(res)
     records = [(seg, payload) for seg in segments for payload in read_segment(seg)]
     compiled: dict[tuple[str, str], pa.Table] | None = None
-    if columnar and not dedupe_against_lake:  # a replay or a retry reads the Python way
-        compiled = _columnar_events(records, buckets)
+    if reader is not None and not dedupe_against_lake:  # a replay or a retry reads the Python way
+        compiled = _columnar_events(reader, records, buckets)
     if compiled is None:
         buckets.add(records)
         compiled = {}
@@ -403,21 +402,28 @@ def columnar_reader() -> tuple[Any, str]:
     return _r1_columns, ""
 
 
-def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> dict[tuple[str, str], pa.Table] | None:
-    """The ``"r1"`` rows of ``records`` read by the compiled reader and packed, by partition
-    (``(site, day)``: rows in log order, not yet sorted by time); every other record filed
-    into ``buckets`` the orjson way.  None -- nothing filed -- unless every ``"r1"`` record
-    is one the reader takes and every site and timestamp is valid, or when an event id of
-    another record kind (``"v"``/``"e"``) meets one of these rows in a partition (the log
-    order then decides which one stays): the orjson path then decides everything, as before.
+def _columnar_events(reader: Any, records: list[tuple[Path, bytes]],
+                     buckets: _Buckets) -> dict[tuple[str, str], pa.Table] | None:
+    """The ``"r1"`` rows of ``records`` read by the compiled ``reader`` and packed, by
+    partition (``(site, day)``: rows in log order, not yet sorted by time); every other
+    record filed into ``buckets`` the orjson way.  None -- nothing filed -- unless every
+    ``"r1"`` record is one the reader takes and every site and timestamp is valid, or when an
+    event id of another record kind (``"v"``/``"e"``) meets one of these rows in a partition
+    (the log order then decides which one stays): the orjson path then decides everything,
+    as before.
 
     Same rows, same order, same files as that path: duplicates by event id within a
     partition are dropped (the first one stays, an empty id is never a duplicate); a
     partition's table is its ``"r1"`` rows, then its ``"v"`` and ``"e"`` rows, stably
     sorted by timestamp (:func:`_events_table`)."""
-    reader, _ = columnar_reader()
-    payloads = [payload for _, payload in records if payload[:6] == _R1_PREFIX]
-    if reader is None or not payloads:
+    payloads: list[bytes] = []
+    other_records: list[tuple[Path, bytes]] = []
+    for rec in records:
+        if rec[1][:6] == _R1_PREFIX:
+            payloads.append(rec[1])
+        else:
+            other_records.append(rec)
+    if not payloads:
         return None
     columns, why = reader.r1_columns(payloads, R1_KINDS)
     if columns is None:
@@ -437,12 +443,9 @@ def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> di
     if keep is not None:
         values = {name: col.take(keep) for name, col in values.items()}
         sites, days = values["site_id"], days.take(keep)
-    day_numbers = pc.unique(days).to_pylist()
-    masks = {(site, day_n): pc.and_(pc.equal(sites, site), pc.equal(days, day_n))
-             for site in site_ids for day_n in day_numbers} if len(site_ids) * len(day_numbers) > 1 else None
     others = _Buckets(FlushResult())  # "q" records, and any "v"/"e" (or corrupt) ones
-    others.add([rec for rec in records if rec[1][:6] != _R1_PREFIX])
-    if others.events and _ids_meet(others.events, values["event_id"], masks, site_ids[0], day_numbers[0]):
+    others.add(other_records)
+    if others.events and _ids_meet(others.events, sites, days, values["event_id"]):
         return None
     try:
         table = codec.encode_columns(values, len(days), from_json=True)
@@ -454,32 +457,24 @@ def _columnar_events(records: list[tuple[Path, bytes]], buckets: _Buckets) -> di
     res.duplicates += len(payloads) - len(days) + others.res.duplicates
     res.corrupt_records += others.res.corrupt_records
     buckets.events, buckets.quarantine = others.events, others.quarantine
-    if masks is None:
-        return {(site_ids[0], day_of(day_numbers[0] * _DAY_MS)): table}
+    parts = [(site, day_n) for site in site_ids for day_n in pc.unique(days).to_pylist()]
+    if len(parts) == 1:  # the usual flush: one site, one day -- no copy
+        return {(parts[0][0], day_of(parts[0][1] * _DAY_MS)): table}
     out = {}
-    for (site, day_n), mask in masks.items():
-        part = table.filter(mask)
+    for site, day_n in parts:
+        part = table.filter(pc.and_(pc.equal(sites, site), pc.equal(days, day_n)))
         if part.num_rows:
             out[(site, day_of(day_n * _DAY_MS))] = part
     return out
 
 
-def _ids_meet(events: dict[tuple[str, str], dict[str, list[Any]]], event_ids: pa.Array,
-              masks: dict[tuple[str, int], pa.Array] | None, site: str, day_n: int) -> bool:
-    """Whether an event id of the orjson-read records ``events`` is also the id of one of
-    the compiled rows in the same partition."""
-    days = {day_of(n * _DAY_MS): n for n in ([day_n] if masks is None else {d for _, d in masks})}
-    for (other_site, day), rows_by_id in events.items():
-        if masks is None:
-            if (other_site, days.get(day)) != (site, day_n):
-                continue
-            ids = event_ids
-        else:
-            mask = masks.get((other_site, days.get(day)))
-            if mask is None:
-                continue
-            ids = event_ids.filter(mask)
-        if not rows_by_id.keys().isdisjoint(v for v in ids.to_pylist() if v):
+def _ids_meet(events: dict[tuple[str, str], dict[str, list[Any]]], sites: pa.Array, days: pa.Array,
+              event_ids: pa.Array) -> bool:
+    """Whether an event id of the orjson-read records ``events`` (by ``(site, day)``) is
+    also the id of one of the compiled rows in the same partition."""
+    day_names = {n: day_of(n * _DAY_MS) for n in pc.unique(days).to_pylist()}
+    for site, day_n, eid in zip(sites.to_pylist(), days.to_pylist(), event_ids.to_pylist(), strict=True):
+        if eid and eid in events.get((site, day_names[day_n]), ()):
             return True
     return False
 

@@ -187,10 +187,10 @@ class Pipeline:
 
         # 3. rate limit: one token per event (a body refused whole takes one: it is kept in
         #    quarantine, so it must not get there faster than the site's plan allows)
+        refused = isinstance(parsed, normalize.Rejection)
         rate, burst = site.rate_limit()
-        wait = self.limiter.take(site.site_id, 1 if isinstance(parsed, normalize.Rejection) else len(parsed),
-                                 rate, burst)
-        if wait <= 0 and isinstance(parsed, normalize.Rejection):
+        wait = self.limiter.take(site.site_id, 1 if refused else len(parsed), rate, burst)
+        if wait <= 0 and refused:
             quarantined.append(self.quarantine_entry(site, req, parsed, raw=req.body or _query_text(req)))
             return await self.reject_all(site, req, quarantined, parsed.status, [parsed])
         if wait > 0:
@@ -286,7 +286,7 @@ class Pipeline:
         """Event ``index`` of the request is refused: listed in the answer, kept in quarantine
         (the raw body when it held just this event, else the event as JSON)."""
         out.rejected.append({"index": index, "error": rejection.reason})
-        raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index], whole=req.body)
+        raw = (req.body or _query_text(req)) if len(parsed) == 1 else _json_text(parsed[index])
         out.quarantined.append(self.quarantine_entry(site, req, rejection, raw=raw, index=index))
 
     def quarantine_entry(self, site: SiteConfig, req: IncomingRequest, rejection: normalize.Rejection,
@@ -355,33 +355,15 @@ def _reason_class(rejection: normalize.Rejection) -> str:
     return f"bad_{rejection.field or 'event'}"
 
 
-def _json_text(obj: Any, *, whole: bytes | None = None) -> str | bytes:
-    """A rejected batch member's payload as JSON text; one nested too deep for that is kept
-    as the ``whole`` request body (its ``batch_index`` says which member it is)."""
+def _json_text(obj: Any) -> str:
+    """A rejected batch member's payload as JSON text (a body is at most
+    ``normalize.MAX_DEPTH`` levels deep, so json's recursion always reaches its end)."""
     import orjson
 
     try:
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate, an int beyond 64 bits, very deep
-        pass
-    try:
+    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate, an int beyond 64 bits
         return json.dumps(obj, ensure_ascii=False, default=repr)
-    except (RecursionError, ValueError, TypeError):  # deeper than Python recurses: kept, cut
-        return repr(obj) if whole is None and _shallow(obj) else (whole or b"")
-
-
-def _shallow(obj: Any, limit: int = 200) -> bool:
-    """Whether ``obj`` nests at most ``limit`` containers deep (iteratively: never a RecursionError)."""
-    stack = [(obj, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, (list, tuple)):
-            if depth >= limit:
-                return False
-            stack.extend((x, depth + 1) for x in item)
-    return True
 
 
 def _query_text(req: IncomingRequest) -> str:

@@ -113,14 +113,15 @@ def recent_rows(lake: LakeLayout, since_ms: int, now_ms: int, result: RebuildRes
         if not lake.is_local:
             con.register_filesystem(lake.fs)
             files = [f"{lake.root.split('://', 1)[0]}://{f}" for f in files]
+        events_view = read_sql("views/events.sql")
         try:
-            table = _read_rows(con, files, since_ms, read_sql("views/events.sql"))
+            table = _read_rows(con, files, since_ms, events_view)
         except duckdb.Error as e:  # a file that is not one of ours: read file by file, skip it
             log.warning("session rebuild: reading the files one by one (%s)", str(e).splitlines()[0][:200])
             tables = []
             for f in files:
                 try:
-                    tables.append(_read_rows(con, [f], since_ms, read_sql("views/events.sql")))
+                    tables.append(_read_rows(con, [f], since_ms, events_view))
                 except duckdb.Error as err:
                     log.warning("session rebuild: skipping %s: %s", f, str(err).splitlines()[0][:200])
             table = pa.concat_tables(tables, promote_options="permissive") if tables else None

@@ -402,8 +402,7 @@ class ShardedScoring:
             mode = SCORE
             if type(obj) is dict:
                 eid = obj.get("event_id")
-                if type(eid) is str and eid and ((len(eid) <= MAX_ID and eid.isascii())
-                                                 or normalize.event_id_problem(eid) is None):
+                if type(eid) is str and eid and normalize.event_id_problem(eid) is None:
                     key = (site_id, eid)
                     if dedupe.reserve(key):
                         scoring_keys[index] = key
@@ -483,9 +482,6 @@ class ShardedScoring:
             if unsettled.get(key) is settled:
                 del unsettled[key]
         settled.set_result(None)
-
-
-MAX_ID = normalize.MAX_EVENT_ID_CHARS
 
 
 def _request_frame(site: SiteConfig, info: RequestInfo, want_events: bool,
