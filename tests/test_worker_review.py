@@ -16,7 +16,7 @@ import pytest
 from clickstream_lake import codec
 from clickstream_lake.control.config import set_config
 from clickstream_lake.control.db import ControlDB
-from clickstream_lake.lake import LakeLayout
+from clickstream_lake.lake import LakeLayout, day_of
 from ingest_worker.rebuild import recent_rows
 
 from .worker_helpers import event, lake_ids, post, quarantine_rows, wait_for, wait_for_ids
@@ -104,15 +104,9 @@ def test_the_rebuild_takes_a_row_s_site_from_its_directory_and_skips_what_it_can
                         "event_type": "page_view", "event_id": "e-a"})
     planted = codec.encode({"timestamp": now - 1000, "site_id": "site_b", "visitor_id": "v_b",
                             "session_id": "s_planted", "event_type": "page_view", "event_id": "e-b"})
-    part = Path(lake.partition_dir("site_a", codec_day(now)))
+    part = Path(lake.partition_dir("site_a", day_of(now)))
     part.mkdir(parents=True)
     pq.write_table(codec.rows_to_table([own, planted]), part / "a.parquet")
     pq.write_table(pa.table({"timestamp": ["garbage"]}), part / "broken.parquet")
     rows = recent_rows(lake, now - 3_600_000, now)
     assert [(r["site_id"], r["visitor_id"]) for r in rows] == [("site_a", "v_a")]
-
-
-def codec_day(ts_ms: int) -> str:
-    from clickstream_lake.lake import day_of
-
-    return day_of(ts_ms)
